@@ -1,0 +1,40 @@
+/* Kafka clients: the consumer of send requests and the producer of
+ * results and dead letters, configured from struct config. */
+#ifndef C2M_KAFKA_H
+#define C2M_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+#include "config.h"
+
+typedef void kafka_rebalance_fn(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *partitions,
+                                void *opaque);
+typedef void kafka_delivery_fn(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
+                               void *opaque);
+
+/* Creates the consumer (cooperative-sticky by default, manual offset
+ * store, auto commit of stored offsets). opaque reaches the callbacks.
+ * Returns NULL with errstr naming the property at fault. */
+rd_kafka_t *kafka_consumer_new(const struct config *cfg,
+                               kafka_rebalance_fn *rebalance, void *opaque,
+                               char *errstr, size_t errstr_size);
+
+/* Creates the idempotent producer (acks=all). */
+rd_kafka_t *kafka_producer_new(const struct config *cfg,
+                               kafka_delivery_fn *delivered, void *opaque,
+                               char *errstr, size_t errstr_size);
+
+/* Checks that each topic exists, asking the cluster for metadata within
+ * timeout_ms. Returns 0, or -1 with errstr naming the missing topic or
+ * the unreachable brokers. */
+int kafka_check_topics(rd_kafka_t *rk, const char *const *topics,
+                       size_t count, int timeout_ms, char *errstr,
+                       size_t errstr_size);
+
+/* Returns true once librdkafka reported a fatal error on rk (for the
+ * idempotent producer: a sequence it cannot repair), and fills errstr. */
+bool kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size);
+
+#endif

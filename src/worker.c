@@ -1,0 +1,557 @@
+/* The event loop: one thread, one epoll set. librdkafka wakes it through
+ * queue event pipes, libcurl through its sockets and timer, signals
+ * through a pipe. Each iteration runs the same phases in order. */
+#define _GNU_SOURCE /* pipe2 */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "util.h"
+#include "worker_int.h"
+
+/* epoll data.ptr targets for our own descriptors. HTTP sockets carry
+ * HTTP_EPOLL_TAG instead. */
+enum wake_tag { WAKE_CONSUMER = 1, WAKE_PRODUCER, WAKE_SIGNAL };
+static int wake_tags[] = {0, WAKE_CONSUMER, WAKE_PRODUCER, WAKE_SIGNAL};
+
+/* Records consumed per iteration, so HTTP and results keep flowing while
+ * a deep backlog is read. */
+#define CONSUME_BATCH 500
+/* The loop wakes at least this often to poll the consumer, which keeps
+ * the group membership alive even when nothing arrives. */
+#define MAX_IDLE_MS 200
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *partitions,
+                         void *opaque);
+
+static int watch_fd(struct worker *w, int fd, int *tag, char *errstr,
+                    size_t errstr_size)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = tag};
+
+    if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+        util_snprintf(errstr, errstr_size, "epoll_ctl failed: %s",
+                      strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int make_wake_pipe(struct worker *w, int fds[2], rd_kafka_queue_t *queue,
+                          int *tag, char *errstr, size_t errstr_size)
+{
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        util_snprintf(errstr, errstr_size, "pipe2 failed: %s", strerror(errno));
+        return -1;
+    }
+    rd_kafka_queue_io_event_enable(queue, fds[1], "1", 1);
+    return watch_fd(w, fds[0], tag, errstr, errstr_size);
+}
+
+static void drain_fd(int fd)
+{
+    char buf[256];
+
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+static void build_urls(struct worker *w)
+{
+    for (int i = 0; i < REQUEST_CHANNEL_COUNT; i++) {
+        const char *name = request_channel_name((enum request_channel)i);
+        size_t len = strlen(w->cfg->base_url) + strlen(name) + 64;
+        w->urls[i] = xmalloc(len);
+        snprintf(w->urls[i], len, "%s/v1/communication/%s/message",
+                 w->cfg->base_url, name);
+    }
+}
+
+static int create_clients(struct worker *w, char *errstr, size_t errstr_size)
+{
+    const struct config *cfg = w->cfg;
+    struct http_options http_options = {
+        .api_key = cfg->api_key,
+        .ca_file = cfg->ca_file,
+        .tls_verify = cfg->tls_verify,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .request_timeout_ms = cfg->request_timeout_ms,
+        .max_response_bytes = cfg->max_response_bytes,
+        .max_connections = cfg->max_in_flight,
+    };
+
+    w->http = http_client_new(w->epoll_fd, &http_options, errstr, errstr_size);
+    if (!w->http)
+        return -1;
+    w->producer = kafka_producer_new(cfg, produce_delivered, w, errstr,
+                                     errstr_size);
+    if (!w->producer)
+        return -1;
+    w->consumer = kafka_consumer_new(cfg, on_rebalance, w, errstr, errstr_size);
+    if (!w->consumer)
+        return -1;
+
+    w->consumer_queue = rd_kafka_queue_get_consumer(w->consumer);
+    w->producer_queue = rd_kafka_queue_get_main(w->producer);
+    if (make_wake_pipe(w, w->consumer_pipe, w->consumer_queue,
+                       &wake_tags[WAKE_CONSUMER], errstr, errstr_size) != 0 ||
+        make_wake_pipe(w, w->producer_pipe, w->producer_queue,
+                       &wake_tags[WAKE_PRODUCER], errstr, errstr_size) != 0)
+        return -1;
+    return 0;
+}
+
+static int check_topics_and_subscribe(struct worker *w, char *errstr,
+                                      size_t errstr_size)
+{
+    const struct config *cfg = w->cfg;
+    const char *const topics[] = {cfg->requests_topic, cfg->results_topic,
+                                  cfg->dead_letter_topic};
+    char reason[512];
+
+    if (kafka_check_topics(w->producer, topics, 3, 10000, reason,
+                           sizeof(reason)) != 0) {
+        util_snprintf(errstr, errstr_size, "%s", reason);
+        return -1;
+    }
+
+    rd_kafka_topic_partition_list_t *subscription =
+        rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subscription, cfg->requests_topic,
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, subscription);
+    rd_kafka_topic_partition_list_destroy(subscription);
+    if (err) {
+        util_snprintf(errstr, errstr_size, "cannot subscribe to topic \"%s\": %s",
+                      cfg->requests_topic, rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+struct worker *worker_new(const struct config *cfg, int signal_fd,
+                          char *errstr, size_t errstr_size)
+{
+    struct worker *w = xcalloc(1, sizeof(*w));
+
+    w->cfg = cfg;
+    w->limits.max_bytes = cfg->max_request_bytes;
+    w->limits.max_depth = 64;
+    w->signal_fd = signal_fd;
+    w->consumer_pipe[0] = w->consumer_pipe[1] = -1;
+    w->producer_pipe[0] = w->producer_pipe[1] = -1;
+    w->order = order_map_new();
+    w->schedule = schedule_new();
+    if (getrandom(&w->random_state, sizeof(w->random_state), 0) !=
+            (ssize_t)sizeof(w->random_state) ||
+        w->random_state == 0)
+        w->random_state = (uint64_t)util_now_wall_ms() | 1;
+    build_urls(w);
+
+    w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epoll_fd < 0) {
+        util_snprintf(errstr, errstr_size, "epoll_create1 failed: %s",
+                      strerror(errno));
+        goto fail;
+    }
+    if (watch_fd(w, signal_fd, &wake_tags[WAKE_SIGNAL], errstr, errstr_size) != 0 ||
+        create_clients(w, errstr, errstr_size) != 0 ||
+        check_topics_and_subscribe(w, errstr, errstr_size) != 0)
+        goto fail;
+    return w;
+
+fail:
+    worker_destroy(w);
+    return NULL;
+}
+
+static struct partition_state *partition_add(struct worker *w,
+                                             const char *topic,
+                                             int32_t partition)
+{
+    struct partition_state *part = xcalloc(1, sizeof(*part));
+
+    part->topic = xstrdup(topic);
+    part->partition = partition;
+    part->tracker = tracker_new();
+    part->stored_offset = -1;
+    part->worker = w;
+    part->next = w->partitions;
+    w->partitions = part;
+    return part;
+}
+
+static struct partition_state *partition_find(struct worker *w,
+                                              const char *topic,
+                                              int32_t partition)
+{
+    for (struct partition_state *part = w->partitions; part; part = part->next) {
+        if (part->partition == partition && strcmp(part->topic, topic) == 0)
+            return part;
+    }
+    return NULL;
+}
+
+/* Unlinks part from the assigned list; it is freed with its last job. */
+static void partition_release(struct worker *w, struct partition_state *part)
+{
+    struct partition_state **link = &w->partitions;
+
+    while (*link && *link != part)
+        link = &(*link)->next;
+    if (*link)
+        *link = part->next;
+    part->next = NULL;
+    part->revoked = true;
+    if (part->live_jobs == 0) {
+        tracker_destroy(part->tracker);
+        free(part->topic);
+        free(part);
+    }
+}
+
+static void set_paused(struct worker *w, bool paused)
+{
+    rd_kafka_topic_partition_list_t *assignment = NULL;
+
+    if (rd_kafka_assignment(w->consumer, &assignment) == 0 && assignment) {
+        if (paused)
+            rd_kafka_pause_partitions(w->consumer, assignment);
+        else
+            rd_kafka_resume_partitions(w->consumer, assignment);
+        rd_kafka_topic_partition_list_destroy(assignment);
+    }
+    w->paused = paused;
+}
+
+static size_t live_jobs_of(const struct worker *w,
+                           rd_kafka_topic_partition_list_t *partitions)
+{
+    size_t count = 0;
+
+    for (int i = 0; i < partitions->cnt; i++) {
+        struct partition_state *part = partition_find(
+            (struct worker *)w, partitions->elems[i].topic,
+            partitions->elems[i].partition);
+        if (part)
+            count += part->live_jobs;
+    }
+    return count;
+}
+
+static void run_once(struct worker *w, int max_wait_ms, bool consume);
+
+/* Hands partitions over: no new sends for them, in-flight ones finish
+ * within revoke_timeout_ms, and what completed is committed. */
+static void revoke_partitions(struct worker *w,
+                   rd_kafka_topic_partition_list_t *partitions)
+{
+    int64_t deadline = util_now_mono_ms() + w->cfg->revoke_timeout_ms;
+
+    for (int i = 0; i < partitions->cnt; i++) {
+        struct partition_state *part = partition_find(
+            w, partitions->elems[i].topic, partitions->elems[i].partition);
+        if (!part)
+            continue;
+        part->revoking = true;
+        dispatch_drop_unstarted(w, part);
+    }
+
+    while (live_jobs_of(w, partitions) > 0 && util_now_mono_ms() < deadline)
+        run_once(w, 50, false /* the consumer is mid-callback */);
+
+    for (int i = 0; i < partitions->cnt; i++) {
+        struct partition_state *part = partition_find(
+            w, partitions->elems[i].topic, partitions->elems[i].partition);
+        if (!part)
+            continue;
+        dispatch_abort_in_flight(w, part);
+        produce_store_offsets(w, part);
+        if (part->live_jobs > 0)
+            log_warn("worker", "%s [%" PRId32 "]: revoked with %zu results"
+                     " not yet acknowledged; those records will be consumed"
+                     " again", part->topic, part->partition, part->live_jobs);
+    }
+
+    if (!rd_kafka_assignment_lost(w->consumer)) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(w->consumer, NULL, 0 /* sync */);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_warn("worker", "cannot commit offsets on revoke: %s",
+                     rd_kafka_err2str(err));
+    }
+
+    for (int i = 0; i < partitions->cnt; i++) {
+        struct partition_state *part = partition_find(
+            w, partitions->elems[i].topic, partitions->elems[i].partition);
+        if (part)
+            partition_release(w, part);
+    }
+}
+
+static void assign_partitions(struct worker *w,
+                   rd_kafka_topic_partition_list_t *partitions)
+{
+    for (int i = 0; i < partitions->cnt; i++) {
+        const char *topic = partitions->elems[i].topic;
+        int32_t partition = partitions->elems[i].partition;
+        if (!partition_find(w, topic, partition))
+            partition_add(w, topic, partition);
+        log_info("worker", "assigned %s [%" PRId32 "]", topic, partition);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *partitions,
+                         void *opaque)
+{
+    struct worker *w = opaque;
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        assign_partitions(w, partitions);
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, partitions);
+        else
+            rd_kafka_assign(rk, partitions);
+        /* New partitions arrive unpaused; keep the worker's state. */
+        if (w->paused || w->stopping || w->produce_failed)
+            rd_kafka_pause_partitions(rk, partitions);
+    } else {
+        for (int i = 0; i < partitions->cnt; i++)
+            log_info("worker", "revoked %s [%" PRId32 "]",
+                     partitions->elems[i].topic, partitions->elems[i].partition);
+        revoke_partitions(w, partitions);
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, partitions);
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+
+    if (error) {
+        log_error("worker", "rebalance failed: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void begin_shutdown(struct worker *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->stop_deadline_ms = util_now_mono_ms() +
+                          (w->produce_failed ? w->cfg->produce_failure_exit_ms
+                                             : w->cfg->drain_timeout_ms);
+    log_info("worker", "%s: stopping; %zu HTTP requests in flight, %zu"
+             " requests without a result yet", why,
+             http_client_in_flight(w->http), w->buffered);
+    set_paused(w, true);
+    dispatch_drop_unstarted(w, NULL);
+}
+
+static void poll_consumer(struct worker *w)
+{
+    int n;
+
+    for (n = 0; n < CONSUME_BATCH; n++) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w->consumer, 0);
+        if (!rkm)
+            break;
+        if (rkm->err) {
+            log_warn("worker", "consumer error: %s", rd_kafka_message_errstr(rkm));
+        } else if (!w->stopping && !w->produce_failed) {
+            dispatch_record(w, rkm);
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+    w->consumer_more = n == CONSUME_BATCH;
+}
+
+/* Pauses every partition while too many requests wait for a result, and
+ * resumes at three quarters, so the group still sees us polling. */
+static void control_flow(struct worker *w)
+{
+    size_t max = (size_t)w->cfg->max_buffered;
+
+    if (w->stopping || w->produce_failed)
+        return;
+    if (!w->paused && w->buffered >= max) {
+        log_debug("worker", "%zu requests buffered; pausing consumption",
+                  w->buffered);
+        set_paused(w, true);
+    } else if (w->paused && w->buffered <= max - max / 4) {
+        log_debug("worker", "%zu requests buffered; resuming consumption",
+                  w->buffered);
+        set_paused(w, false);
+    }
+}
+
+static int compute_wait(struct worker *w, int max_wait_ms)
+{
+    int64_t now = util_now_mono_ms();
+    int64_t wait = max_wait_ms;
+    int64_t due;
+
+    if (w->consumer_more || w->produce_retry ||
+        (w->ready_head && (int)http_client_in_flight(w->http) <
+                              w->cfg->max_in_flight))
+        return 0;
+    due = http_client_next_due(w->http);
+    if (due >= 0 && due - now < wait)
+        wait = due - now;
+    due = schedule_next_due(w->schedule);
+    if (due >= 0 && due - now < wait)
+        wait = due - now;
+    return wait < 0 ? 0 : (int)wait;
+}
+
+static void handle_events(struct worker *w, int wait_ms)
+{
+    struct epoll_event events[64];
+    int count = epoll_wait(w->epoll_fd, events, 64, wait_ms);
+
+    for (int i = 0; i < count; i++) {
+        int *tag = events[i].data.ptr;
+        switch (*tag) {
+        case WAKE_CONSUMER:
+            drain_fd(w->consumer_pipe[0]);
+            w->consumer_more = true;
+            break;
+        case WAKE_PRODUCER:
+            drain_fd(w->producer_pipe[0]);
+            break;
+        case WAKE_SIGNAL:
+            drain_fd(w->signal_fd);
+            begin_shutdown(w, "signal received");
+            break;
+        case HTTP_EPOLL_TAG:
+            http_client_on_event(w->http, tag, events[i].events);
+            break;
+        }
+    }
+}
+
+/* One turn of the loop: wait, then each phase in order. */
+static void run_once(struct worker *w, int max_wait_ms, bool consume)
+{
+    handle_events(w, compute_wait(w, max_wait_ms));
+
+    int64_t now = util_now_mono_ms();
+    http_client_on_tick(w->http, now);
+    if (consume)
+        poll_consumer(w);
+    dispatch_run_timers(w, now);
+    dispatch_start_sends(w);
+    rd_kafka_poll(w->producer, 0);
+    produce_retry_queued(w);
+    produce_store_offsets(w, NULL);
+    control_flow(w);
+}
+
+static void finish_shutdown(struct worker *w)
+{
+    char fatal[512];
+
+    dispatch_abort_in_flight(w, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_flush(w->producer, 10000);
+    if (err)
+        log_warn("worker", "results still unacknowledged at exit: %s",
+                 rd_kafka_err2str(err));
+    produce_store_offsets(w, NULL);
+
+    /* Closing commits the stored offsets and leaves the group; it runs the
+     * revoke handler, which finds no work left. */
+    err = rd_kafka_consumer_close(w->consumer);
+    if (err)
+        log_warn("worker", "consumer close: %s", rd_kafka_err2str(err));
+    if (kafka_fatal_error(w->producer, fatal, sizeof(fatal)))
+        w->exit_code = WORKER_EXIT_FATAL;
+
+    log_info("worker", "stopped: consumed %" PRIu64 ", sent %" PRIu64
+             ", failed %" PRIu64 ", rejected %" PRIu64 ", dead-lettered %" PRIu64
+             ", retries %" PRIu64 ", released for redelivery %" PRIu64,
+             w->stats.consumed, w->stats.sent, w->stats.failed,
+             w->stats.rejected, w->stats.dead_lettered, w->stats.retries,
+             w->stats.dropped);
+}
+
+int worker_run(struct worker *w)
+{
+    char fatal[512];
+
+    log_info("worker", "started: group \"%s\", requests from \"%s\", results to"
+             " \"%s\", dead letters to \"%s\", up to %d requests in flight",
+             w->cfg->group_id, w->cfg->requests_topic, w->cfg->results_topic,
+             w->cfg->dead_letter_topic, w->cfg->max_in_flight);
+
+    for (;;) {
+        run_once(w, MAX_IDLE_MS, true);
+
+        if (!w->stopping && w->produce_failed) {
+            w->exit_code = WORKER_EXIT_PRODUCE_FAILED;
+            begin_shutdown(w, "results cannot be produced");
+        }
+        if (!w->stopping && kafka_fatal_error(w->producer, fatal, sizeof(fatal))) {
+            log_error("worker", "the producer failed: %s", fatal);
+            w->exit_code = WORKER_EXIT_FATAL;
+            begin_shutdown(w, "fatal producer error");
+        }
+        if (w->stopping &&
+            (w->buffered == 0 || util_now_mono_ms() >= w->stop_deadline_ms))
+            break;
+    }
+
+    finish_shutdown(w);
+    return w->exit_code;
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (!w)
+        return;
+
+    /* Jobs still alive here had no result; drop them before the clients. */
+    while (w->live_jobs) {
+        struct job *job = w->live_jobs;
+        if (job->transfer)
+            http_transfer_abort(w->http, job->transfer);
+        job->state = JOB_WAITING;
+        order_map_remove(w->order, job);
+        dispatch_job_free(w, job);
+    }
+    while (w->partitions)
+        partition_release(w, w->partitions);
+
+    if (w->consumer_queue)
+        rd_kafka_queue_destroy(w->consumer_queue);
+    if (w->producer_queue)
+        rd_kafka_queue_destroy(w->producer_queue);
+    if (w->consumer)
+        rd_kafka_destroy(w->consumer);
+    if (w->producer)
+        rd_kafka_destroy(w->producer);
+    http_client_destroy(w->http);
+    order_map_destroy(w->order);
+    schedule_destroy(w->schedule);
+    for (int i = 0; i < REQUEST_CHANNEL_COUNT; i++)
+        free(w->urls[i]);
+    for (int i = 0; i < 2; i++) {
+        if (w->consumer_pipe[i] >= 0)
+            close(w->consumer_pipe[i]);
+        if (w->producer_pipe[i] >= 0)
+            close(w->producer_pipe[i]);
+    }
+    if (w->epoll_fd >= 0)
+        close(w->epoll_fd);
+    free(w);
+}
