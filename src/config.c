@@ -157,7 +157,7 @@ static const struct entry entries[] = {
      "Maximum size in bytes of a request record; larger records are "
      "rejected unread."},
     {"worker.drain_timeout_ms", "CHATT2ME_WORKER_DRAIN_TIMEOUT_MS", ENTRY_INT,
-     OFFSET(drain_timeout_ms), "30000", 0, 3600000, "ms", 0, NULL,
+     OFFSET(drain_timeout_ms), "20000", 0, 3600000, "ms", 0, NULL,
      "Maximum time in ms that shutdown waits for in-flight requests."},
     {"worker.revoke_timeout_ms", "CHATT2ME_WORKER_REVOKE_TIMEOUT_MS",
      ENTRY_INT, OFFSET(revoke_timeout_ms), "15000", 0, 3600000, "ms", 0, NULL,
@@ -195,6 +195,10 @@ static const struct {
     {"enable.idempotence",
      "the worker enables it so that producer retries do not write a "
      "result twice"},
+    {"group.id", "set kafka.group_id (CHATT2ME_KAFKA_GROUP_ID) instead"},
+    {"transactional.id",
+     "the worker produces results outside transactions and would stall "
+     "waiting for one"},
 };
 
 /* librdkafka properties whose values are secrets. Any name that contains

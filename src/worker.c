@@ -463,7 +463,7 @@ static void finish_shutdown(struct worker *w)
     char fatal[512];
 
     dispatch_abort_in_flight(w, NULL);
-    rd_kafka_resp_err_t err = rd_kafka_flush(w->producer, 10000);
+    rd_kafka_resp_err_t err = rd_kafka_flush(w->producer, 5000);
     if (err)
         log_warn("worker", "results still unacknowledged at exit: %s",
                  rd_kafka_err2str(err));

@@ -165,7 +165,7 @@ static void test_defaults_documented_values(void **state)
     assert_int_equal(cfg->max_in_flight, 256);
     assert_int_equal(cfg->max_buffered, 4096);
     assert_int_equal(cfg->max_request_bytes, 1048576);
-    assert_int_equal(cfg->drain_timeout_ms, 30000);
+    assert_int_equal(cfg->drain_timeout_ms, 20000);
     assert_int_equal(cfg->revoke_timeout_ms, 15000);
     assert_int_equal(cfg->produce_failure_exit_ms, 60000);
     assert_int_equal(cfg->commit_interval_ms, 1000);
@@ -823,6 +823,10 @@ static void test_properties_file_errors(void **state)
         {"kafka = {\n producer_properties = [ \"enable.idempotence=false\" ]; "
          "};",
          "enable.idempotence cannot be set"},
+        {"kafka = {\n properties = [ \"group.id=other\" ]; };",
+         "group.id cannot be set"},
+        {"kafka = {\n producer_properties = [ \"transactional.id=t\" ]; };",
+         "transactional.id cannot be set"},
     };
     struct config *cfg = *state;
 
@@ -846,7 +850,7 @@ static void test_properties_allowed_overrides(void **state)
     struct config *cfg = *state;
     char errstr[512] = "";
     const char *text =
-        "kafka = { properties = [ \"group.id=g\", \"bootstrap.servers=b:1\" ];"
+        "kafka = { properties = [ \"client.id=c\", \"bootstrap.servers=b:1\" ];"
         " producer_properties = [ \"acks=1\" ];"
         " consumer_properties = "
         "[ \"partition.assignment.strategy=cooperative-sticky\" ]; };";
