@@ -379,8 +379,10 @@ static void on_http_done(void *opaque, const struct http_response *resp)
         job->outcome.has_message_id = job->last.has_message_id;
         memcpy(job->outcome.message_id, job->last.message_id,
                sizeof(job->outcome.message_id));
-        log_debug("dispatch", "%s [%" PRId32 "] @%" PRId64 ": request %s sent",
-                  job->topic, job->partition, job->offset, job->req->id);
+        log_debug("dispatch", "%s [%" PRId32 "] @%" PRId64
+                  ": request %s sent (x-request-id %s)",
+                  job->topic, job->partition, job->offset, job->req->id,
+                  resp->request_id ? resp->request_id : "none");
         complete(w, job);
         return;
     case CLASSIFY_FAILED:
@@ -388,9 +390,10 @@ static void on_http_done(void *opaque, const struct http_response *resp)
         set_outcome(job, "failed", job->last.error_class, job->last.error_code,
                     job->last.error_message);
         log_info("dispatch", "%s [%" PRId32 "] @%" PRId64
-                 ": request %s failed: %s %s",
+                 ": request %s failed: %s %s (x-request-id %s)",
                  job->topic, job->partition, job->offset, job->req->id,
-                 job->last.error_class, job->last.error_code);
+                 job->last.error_class, job->last.error_code,
+                 resp->request_id ? resp->request_id : "none");
         complete(w, job);
         return;
     case CLASSIFY_DEAD_LETTER:
@@ -398,10 +401,10 @@ static void on_http_done(void *opaque, const struct http_response *resp)
         set_outcome(job, NULL, job->last.error_class, job->last.error_code,
                     job->last.error_message);
         log_warn("dispatch", "%s [%" PRId32 "] @%" PRId64
-                 ": request %s answered HTTP %ld; sending it to the dead-letter"
-                 " topic (check the API key)",
+                 ": request %s got HTTP %ld; sending it to the dead-letter"
+                 " topic (check the API key; x-request-id %s)",
                  job->topic, job->partition, job->offset, job->req->id,
-                 resp->status);
+                 resp->status, resp->request_id ? resp->request_id : "none");
         complete(w, job);
         return;
     case CLASSIFY_RETRY:
