@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <libconfig.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include "util.h"
 
@@ -66,6 +68,8 @@ struct entry {
 
 static int check_topic(const char *value, char *reason, size_t reason_size);
 static int check_base_url(const char *value, char *reason, size_t reason_size);
+static int check_numeric_address(const char *value, char *reason,
+                                 size_t reason_size);
 
 #define OFFSET(field) offsetof(struct config, field)
 
@@ -171,6 +175,21 @@ static const struct entry entries[] = {
     {"worker.commit_interval_ms", "CHATT2ME_WORKER_COMMIT_INTERVAL_MS",
      ENTRY_INT, OFFSET(commit_interval_ms), "1000", 10, 600000, "ms", 0, NULL,
      "Interval in ms between offset commits."},
+
+    {"health.enabled", "CHATT2ME_HEALTH_ENABLED", ENTRY_BOOL,
+     OFFSET(health_enabled), "true", 0, 0, "", 0, NULL,
+     "Serve /healthz, /readyz and /metrics over HTTP."},
+    {"health.address", "CHATT2ME_HEALTH_ADDRESS", ENTRY_STRING,
+     OFFSET(health_address), "0.0.0.0", 0, 0, "", 0, check_numeric_address,
+     "Numeric IPv4 or IPv6 address that the health server listens on. "
+     "0.0.0.0 accepts probes from outside the pod."},
+    {"health.port", "CHATT2ME_HEALTH_PORT", ENTRY_INT, OFFSET(health_port),
+     "8080", 0, 65535, "", 0, NULL,
+     "TCP port of the health server, or 0 for any free port."},
+    {"health.stale_after_ms", "CHATT2ME_HEALTH_STALE_AFTER_MS", ENTRY_INT,
+     OFFSET(health_stale_after_ms), "30000", 1000, 600000, "ms", 0, NULL,
+     "Time in ms without an event loop iteration after which /healthz "
+     "fails."},
 
     {"log.level", "CHATT2ME_LOG_LEVEL", ENTRY_LOG_LEVEL, OFFSET(log_level),
      "info", 0, 0, "", 0, NULL, "Log level: error, warn, info or debug."},
@@ -333,6 +352,29 @@ static int check_base_url(const char *value, char *reason, size_t reason_size)
                       QUOTED_VALUE_MAX, value);
         return -1;
     }
+    return 0;
+}
+
+/* Accepts only a numeric address: the health server binds the one
+ * address the operator chose, not whatever a host name resolves to. */
+static int check_numeric_address(const char *value, char *reason,
+                                 size_t reason_size)
+{
+    struct addrinfo hints;
+    struct addrinfo *found = NULL;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST;
+    if (getaddrinfo(value, NULL, &hints, &found) != 0) {
+        util_snprintf(reason, reason_size,
+                      "\"%.*s\" is not a numeric IPv4 or IPv6 address, such "
+                      "as 0.0.0.0, 127.0.0.1 or ::",
+                      QUOTED_VALUE_MAX, value);
+        return -1;
+    }
+    freeaddrinfo(found);
     return 0;
 }
 

@@ -56,6 +56,12 @@ struct config {
     int produce_failure_exit_ms;/* results cannot be produced: exit after */
     int commit_interval_ms;
 
+    /* health */
+    bool health_enabled;        /* serve /healthz, /readyz and /metrics */
+    char *health_address;       /* numeric IPv4 or IPv6 address */
+    int health_port;            /* 0: any free port */
+    int health_stale_after_ms;  /* /healthz fails after this loop silence */
+
     /* log */
     enum log_level log_level;
     enum log_format log_format;

@@ -169,6 +169,10 @@ static void test_defaults_documented_values(void **state)
     assert_int_equal(cfg->revoke_timeout_ms, 15000);
     assert_int_equal(cfg->produce_failure_exit_ms, 60000);
     assert_int_equal(cfg->commit_interval_ms, 1000);
+    assert_true(cfg->health_enabled);
+    assert_string_equal(cfg->health_address, "0.0.0.0");
+    assert_int_equal(cfg->health_port, 8080);
+    assert_int_equal(cfg->health_stale_after_ms, 30000);
     assert_int_equal(cfg->log_level, LOG_LEVEL_INFO);
     assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
     assert_null(cfg->api_key);
@@ -250,8 +254,8 @@ static void test_docs_name_every_setting(void **state)
             fail_msg("config/worker.cfg does not set %s.%s", group, name);
     }
 
-    assert_int_equal(variables, 30);
-    assert_int_equal(settings, 28);
+    assert_int_equal(variables, 34);
+    assert_int_equal(settings, 32);
     free(help);
     free(printed);
     free(docs);
@@ -447,6 +451,16 @@ static void test_file_invalid_values(void **state)
          "debug"},
         {"log = { format = \"xml\"; };",
          "\"xml\" is not a log format, expected text or json"},
+        {"health = { address = \"localhost\"; };",
+         "health.address: \"localhost\" is not a numeric IPv4 or IPv6 "
+         "address"},
+        {"health = { address = \"10.0.0.256\"; };",
+         "is not a numeric IPv4 or IPv6 address"},
+        {"health = { address = \"127.0.0.1:8080\"; };",
+         "is not a numeric IPv4 or IPv6 address"},
+        {"health = { address = \"[::1]\"; };",
+         "is not a numeric IPv4 or IPv6 address"},
+        {"health = { address = \"\"; };", "health.address: must not be empty"},
     };
     struct config *cfg = *state;
 
@@ -459,6 +473,27 @@ static void test_file_invalid_values(void **state)
         if (strstr(errstr, cases[i].expected) == NULL)
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, errstr,
                      cases[i].expected);
+    }
+}
+
+static void test_health_address_forms(void **state)
+{
+    static const char *const accepted[] = {
+        "0.0.0.0", "127.0.0.1", "10.1.2.3", "::", "::1", "fd00::8:1",
+        "::ffff:127.0.0.1",
+    };
+    struct config *cfg = *state;
+
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+        char var[128];
+        char *environ_list[] = {var, NULL};
+        char errstr[512] = "";
+
+        snprintf(var, sizeof(var), "CHATT2ME_HEALTH_ADDRESS=%s", accepted[i]);
+        fake_environ = environ_list;
+        if (config_load_env(cfg, fake_getenv, errstr, sizeof(errstr)) != 0)
+            fail_msg("%s rejected: %s", accepted[i], errstr);
+        assert_string_equal(cfg->health_address, accepted[i]);
     }
 }
 
@@ -530,6 +565,9 @@ static const struct {
     {"worker", "produce_failure_exit_ms",
      "CHATT2ME_WORKER_PRODUCE_FAILURE_EXIT_MS", 1000, 3600000},
     {"worker", "commit_interval_ms", "CHATT2ME_WORKER_COMMIT_INTERVAL_MS", 10,
+     600000},
+    {"health", "port", "CHATT2ME_HEALTH_PORT", 0, 65535},
+    {"health", "stale_after_ms", "CHATT2ME_HEALTH_STALE_AFTER_MS", 1000,
      600000},
 };
 
@@ -717,6 +755,10 @@ static void test_env_invalid_values(void **state)
         {"CHATT2ME_API_BASE_URL=api.chatt2.me", "must start with https://"},
         {"CHATT2ME_KAFKA_DEAD_LETTER_TOPIC=dead/letters",
          "is not a valid topic name"},
+        {"CHATT2ME_HEALTH_ADDRESS=health.local",
+         "invalid CHATT2ME_HEALTH_ADDRESS: \"health.local\" is not a numeric "
+         "IPv4 or IPv6 address"},
+        {"CHATT2ME_HEALTH_ENABLED=on", "\"on\" is not a boolean"},
     };
     struct config *cfg = *state;
 
@@ -1355,6 +1397,8 @@ static void test_print_loads_back(void **state)
         " ca_file = \"/etc/ca.pem\"; };\n"
         "retry = { max_attempts = 9; payment_on_unknown_outcome = true; };\n"
         "worker = { max_request_bytes = 2048; };\n"
+        "health = { enabled = false; address = \"::1\"; port = 0;"
+        " stale_after_ms = 1000; };\n"
         "log = { level = \"debug\"; format = \"json\"; };\n";
 
     assert_int_equal(load_text(cfg, text, errstr, sizeof(errstr)), 0);
@@ -1443,6 +1487,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_file_invalid_values, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_file_topic_too_long, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_health_address_forms, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_file_ca_file_empty_unsets, setup,
                                         teardown),
