@@ -101,6 +101,14 @@ static const struct entry entries[] = {
     {"kafka.producer_properties", "CHATT2ME_PRODUCER_PROPERTY_",
      ENTRY_PROPERTIES, OFFSET(producer_properties), NULL, 0, 0, "", 0, NULL,
      "librdkafka properties for the producer only."},
+    {"kafka.exactly_once", "CHATT2ME_KAFKA_EXACTLY_ONCE", ENTRY_BOOL,
+     OFFSET(exactly_once), "false", 0, 0, "", 0, NULL,
+     "Produce results in Kafka transactions together with the consumer "
+     "offsets, so that read_committed consumers see one result per request."},
+    {"kafka.transactional_id", "CHATT2ME_KAFKA_TRANSACTIONAL_ID", ENTRY_STRING,
+     OFFSET(transactional_id), NULL, 0, 0, "", ENTRY_OPTIONAL, NULL,
+     "Transactional id with exactly_once; unset: <group_id>-<hostname>. "
+     "Give each replica its own, stable across restarts."},
 
     {"api.base_url", "CHATT2ME_API_BASE_URL", ENTRY_STRING, OFFSET(base_url),
      "https://api.chatt2.me", 0, 0, "", ENTRY_TRIM_SLASH, check_base_url,
@@ -124,6 +132,10 @@ static const struct entry entries[] = {
     {"api.request_timeout_ms", "CHATT2ME_API_REQUEST_TIMEOUT_MS", ENTRY_INT,
      OFFSET(request_timeout_ms), "30000", 100, 600000, "ms", 0, NULL,
      "Maximum time in ms of one HTTP attempt, connection included."},
+    {"api.auth_pause_after", "CHATT2ME_API_AUTH_PAUSE_AFTER", ENTRY_INT,
+     OFFSET(auth_pause_after), "0", 0, 1000000, "", 0, NULL,
+     "Consecutive HTTP 401 answers after which the worker pauses consumption "
+     "instead of dead-lettering more requests; 0 always dead-letters."},
     {"api.max_response_bytes", "CHATT2ME_API_MAX_RESPONSE_BYTES", ENTRY_SIZE,
      OFFSET(max_response_bytes), "65536", 1024, 16777216, "bytes", 0, NULL,
      "Maximum size in bytes of an API response body."},
@@ -147,6 +159,15 @@ static const struct entry entries[] = {
      OFFSET(retry_payment_on_unknown_outcome), "false", 0, 0, "", 0, NULL,
      "Retry a payment request whose attempt has an unknown outcome, such as "
      "a timeout. A retry may charge twice."},
+    {"retry.outage_after", "CHATT2ME_RETRY_OUTAGE_AFTER", ENTRY_INT,
+     OFFSET(outage_after), "20", 0, 1000000, "", 0, NULL,
+     "Consecutive connection failures, timeouts or 5xx answers after which "
+     "the worker pauses consumption and probes the API with one request at "
+     "a time; 0 disables outage mode."},
+    {"retry.probe_max_ms", "CHATT2ME_RETRY_PROBE_MAX_MS", ENTRY_INT,
+     OFFSET(probe_max_ms), "30000", 100, 3600000, "ms", 0, NULL,
+     "Maximum delay in ms between probes in outage mode or auth pause; the "
+     "first probe waits backoff_base_ms."},
 
     {"worker.max_in_flight", "CHATT2ME_WORKER_MAX_IN_FLIGHT", ENTRY_INT,
      OFFSET(max_in_flight), "256", 1, 10000, "", 0, NULL,
@@ -175,6 +196,11 @@ static const struct entry entries[] = {
     {"worker.commit_interval_ms", "CHATT2ME_WORKER_COMMIT_INTERVAL_MS",
      ENTRY_INT, OFFSET(commit_interval_ms), "1000", 10, 600000, "ms", 0, NULL,
      "Interval in ms between offset commits."},
+    {"worker.startup_timeout_ms", "CHATT2ME_WORKER_STARTUP_TIMEOUT_MS",
+     ENTRY_INT, OFFSET(startup_timeout_ms), "30000", 1000, 3600000, "ms", 0,
+     NULL,
+     "Time in ms that start-up waits for the brokers and topics before it "
+     "exits with code 2."},
 
     {"health.enabled", "CHATT2ME_HEALTH_ENABLED", ENTRY_BOOL,
      OFFSET(health_enabled), "true", 0, 0, "", 0, NULL,

@@ -31,6 +31,8 @@ struct config {
     struct config_properties common_properties;   /* consumer and producer */
     struct config_properties consumer_properties;
     struct config_properties producer_properties;
+    bool exactly_once;          /* results in Kafka transactions */
+    char *transactional_id;     /* "": <group_id>-<hostname> */
 
     /* api */
     char *base_url;             /* no trailing slash after validation */
@@ -46,6 +48,9 @@ struct config {
     int backoff_max_ms;
     int retry_max_total_ms;     /* from the first attempt's start */
     bool retry_payment_on_unknown_outcome;
+    int outage_after;           /* consecutive failures; 0 disables */
+    int probe_max_ms;
+    int auth_pause_after;       /* consecutive 401 answers; 0 disables */
 
     /* worker */
     int max_in_flight;          /* concurrent HTTP requests */
@@ -55,6 +60,7 @@ struct config {
     int revoke_timeout_ms;      /* rebalance: in-flight requests finish */
     int produce_failure_exit_ms;/* results cannot be produced: exit after */
     int commit_interval_ms;
+    int startup_timeout_ms;     /* brokers and topics checked within */
 
     /* health */
     bool health_enabled;        /* serve /healthz, /readyz and /metrics */

@@ -10,7 +10,7 @@
 #include "util.h"
 #include "worker_int.h"
 
-static uint64_t next_random(struct worker *w)
+uint64_t dispatch_random(struct worker *w)
 {
     /* xorshift64*: jitter needs spread, not secrecy. */
     uint64_t x = w->random_state;
@@ -123,6 +123,7 @@ static void set_outcome(struct job *job, const char *status,
                   code ? code : "");
     util_snprintf(outcome->error_message, sizeof(outcome->error_message), "%s",
                   message ? message : "");
+    util_trim_partial_utf8(outcome->error_message);
 }
 
 /* Ends the sending part of a job: the next job of its key may start, and
@@ -144,6 +145,7 @@ static struct job *job_from_record(struct worker *w,
     job->offset = rkm->offset;
     job->part = part;
     job->received_wall_ms = util_now_wall_ms();
+    job->received_mono_ms = util_now_mono_ms();
     if (rkm->key) {
         job->key = xmemdup(rkm->key, rkm->key_len);
         job->key_len = rkm->key_len;
@@ -156,6 +158,8 @@ static struct job *job_from_record(struct worker *w,
         job->headers = NULL;
 
     job->tracker_handle = tracker_add(part->tracker, rkm->offset);
+    if (part->first_offset < 0)
+        part->first_offset = rkm->offset;
     part->live_jobs++;
     w->buffered++;
     job->live_next = w->live_jobs;
@@ -222,6 +226,7 @@ void dispatch_record(struct worker *w, rd_kafka_message_t *rkm)
 
     struct job *job = job_from_record(w, part, rkm);
     w->stats.consumed++;
+    metrics_consumed(w->metrics);
     job->req = request_parse(job->value, job->value_len, &w->limits);
     if (!job->req->valid) {
         reject(w, job);
@@ -245,6 +250,8 @@ static void start_attempt(struct worker *w, struct job *job)
     int64_t now = util_now_mono_ms();
 
     job->attempts++;
+    if (job->unknown_outcome_seen)
+        job->possible_duplicate = true;
     if (job->attempts == 1)
         job->first_attempt_mono_ms = now;
     job->state = JOB_IN_FLIGHT;
@@ -265,16 +272,98 @@ static void start_attempt(struct worker *w, struct job *job)
     on_http_done(job, &resp);
 }
 
+/* While the guard holds, the only request sent is a probe: the oldest
+ * ready one, else the one whose retry is due first. */
+static void start_probe(struct worker *w)
+{
+    int64_t now = util_now_mono_ms();
+    struct job *job;
+
+    if (!guard_probe_due(&w->guard, now))
+        return;
+    job = ready_pop(w);
+    if (!job)
+        job = schedule_pop_due(w->schedule, INT64_MAX);
+    if (!job)
+        return;
+
+    if (w->guard.mode == GUARD_AUTH_PAUSED)
+        worker_reload_api_key(w, true /* quiet */);
+    log_info("dispatch", "probing the API with request %s", job->req->id);
+    w->probe = job;
+    guard_probe_started(&w->guard);
+    start_attempt(w, job);
+}
+
 void dispatch_start_sends(struct worker *w)
 {
     int max = w->cfg->max_in_flight;
 
+    if (w->stopping || w->produce_failed)
+        return;
+    if (w->guard.mode != GUARD_OPEN) {
+        start_probe(w);
+        return;
+    }
     while ((int)http_client_in_flight(w->http) < max && w->ready_head) {
-        if (w->stopping || w->produce_failed)
-            return;
         struct job *job = ready_pop(w);
         start_attempt(w, job);
     }
+}
+
+/* Puts a job back to wait while the guard holds. Its retry budget is not
+ * checked: an outage must not fail requests, it only delays them. */
+static void park(struct worker *w, struct job *job)
+{
+    int64_t delay = backoff_full_jitter_ms(job->attempts, w->cfg->backoff_base_ms,
+                                           w->cfg->backoff_max_ms,
+                                           dispatch_random(w));
+
+    job->state = JOB_BACKOFF;
+    job->due_mono_ms = util_now_mono_ms() + delay;
+    schedule_add(w->schedule, job);
+}
+
+static void log_guard_change(struct worker *w, enum guard_mode before,
+                             enum guard_mode after)
+{
+    if (after == GUARD_OUTAGE)
+        log_warn("dispatch", "the API failed %d times in a row (errors or"
+                 " 5xx); outage mode: consumption paused, one probe request"
+                 " at a time until the API answers",
+                 w->guard.config.outage_after);
+    else if (after == GUARD_AUTH_PAUSED)
+        log_error("dispatch", "the API rejected the key %d times in a row;"
+                  " consumption paused until a probe succeeds; replace the"
+                  " key in CHATT2ME_API_KEY_FILE and send SIGHUP",
+                  w->guard.config.auth_pause_after);
+    else
+        log_info("dispatch", "the API answers again after %s; resuming",
+                 guard_mode_name(before));
+}
+
+/* Feeds one attempt's outcome to the guard. */
+static void record_for_guard(struct worker *w, struct job *job,
+                             const struct http_response *resp)
+{
+    bool was_probe = w->probe == job;
+    enum guard_mode before = w->guard.mode;
+
+    if (was_probe)
+        w->probe = NULL;
+    enum guard_mode after = guard_record(&w->guard, resp->status, was_probe,
+                                         util_now_mono_ms(), dispatch_random(w));
+    if (after != before)
+        log_guard_change(w, before, after);
+}
+
+/* Forgets the probe when its job goes away without an answer. */
+static void forget_probe(struct worker *w, struct job *job)
+{
+    if (w->probe != job)
+        return;
+    w->probe = NULL;
+    w->guard.probe_in_flight = false;
 }
 
 static void give_up(struct worker *w, struct job *job, const char *why)
@@ -298,7 +387,7 @@ static void schedule_retry(struct worker *w, struct job *job,
     const struct config *cfg = w->cfg;
     int64_t now = util_now_mono_ms();
     int64_t delay = backoff_full_jitter_ms(job->attempts, cfg->backoff_base_ms,
-                                           cfg->backoff_max_ms, next_random(w));
+                                           cfg->backoff_max_ms, dispatch_random(w));
     int64_t server_delay;
     char why[128];
 
@@ -324,6 +413,7 @@ static void schedule_retry(struct worker *w, struct job *job,
     }
 
     w->stats.retries++;
+    metrics_retry(w->metrics);
     log_info("dispatch", "%s [%" PRId32 "] @%" PRId64
              ": request %s attempt %d failed (%s), retrying in %" PRId64 " ms",
              job->topic, job->partition, job->offset, job->req->id,
@@ -366,6 +456,10 @@ static void on_http_done(void *opaque, const struct http_response *resp)
                       sizeof(job->outcome.api_request_id), "%s",
                       resp->request_id);
     classify_attempt(&input, &job->last);
+    metrics_http_response(w->metrics, job->req->channel, resp->status,
+                          resp->transport != CLASSIFY_TRANSPORT_OK,
+                          resp->seconds);
+    record_for_guard(w, job, resp);
     if (job->last.unknown_outcome)
         job->unknown_outcome_seen = true;
     if (resp->transport != CLASSIFY_TRANSPORT_OK)
@@ -397,6 +491,10 @@ static void on_http_done(void *opaque, const struct http_response *resp)
         complete(w, job);
         return;
     case CLASSIFY_DEAD_LETTER:
+        if (w->guard.mode == GUARD_AUTH_PAUSED && !w->stopping) {
+            park(w, job);
+            return;
+        }
         w->stats.dead_lettered++;
         set_outcome(job, NULL, job->last.error_class, job->last.error_code,
                     job->last.error_message);
@@ -413,9 +511,14 @@ static void on_http_done(void *opaque, const struct http_response *resp)
 
     if (job->part->revoking || w->stopping) {
         /* Hand the record over uncommitted rather than wait out a backoff. */
+        forget_probe(w, job);
         w->stats.dropped++;
         release_order(w, job);
         dispatch_job_free(w, job);
+        return;
+    }
+    if (w->guard.mode != GUARD_OPEN && may_retry_unknown(w, job)) {
+        park(w, job);
         return;
     }
     if (!may_retry_unknown(w, job)) {
@@ -456,6 +559,7 @@ void dispatch_drop_unstarted(struct worker *w, struct partition_state *only)
                          job->state == JOB_BACKOFF;
 
         if (in_scope(job, only) && unstarted && job->req && job->req->valid) {
+            forget_probe(w, job);
             if (job->state == JOB_READY)
                 ready_remove(w, job);
             else if (job->state == JOB_BACKOFF)
@@ -481,6 +585,7 @@ void dispatch_abort_in_flight(struct worker *w, struct partition_state *only)
             job->transfer) {
             http_transfer_abort(w->http, job->transfer);
             job->transfer = NULL;
+            forget_probe(w, job);
             log_warn("dispatch", "%s [%" PRId32 "] @%" PRId64
                      ": request %s abandoned in flight; it will be consumed"
                      " again and may be sent twice",

@@ -187,7 +187,11 @@ static void copy_header_value(char *dst, size_t size, const char *value,
         len--;
     if (len >= size)
         len = size - 1;
-    memcpy(dst, value, len);
+    /* Header values end up in logs and records: keep printable ASCII. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        dst[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
     dst[len] = '\0';
 }
 
@@ -420,6 +424,9 @@ static void finish_transfer(struct http_client *client, CURLMsg *msg)
     resp.body_len = transfer->response_len;
     resp.retry_after = transfer->has_retry_after ? transfer->retry_after : NULL;
     resp.request_id = transfer->has_request_id ? transfer->request_id : NULL;
+    curl_off_t micros = 0;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME_T, &micros);
+    resp.seconds = (double)micros / 1e6;
 
     curl_multi_remove_handle(client->multi, transfer->easy);
     client->in_flight--;

@@ -32,6 +32,7 @@ struct http_response {
     const char *retry_after;    /* header value, or NULL */
     const char *request_id;     /* x-request-id header value, or NULL */
     const char *error;          /* libcurl's message on transport errors */
+    double seconds;             /* duration of the attempt */
 };
 
 typedef void http_done_fn(void *opaque, const struct http_response *resp);

@@ -46,6 +46,7 @@ struct job {
     size_t value_len;
     rd_kafka_headers_t *headers;    /* NULL when the record had none */
     int64_t received_wall_ms;
+    int64_t received_mono_ms;
 
     struct request *req;
     struct partition_state *part;
@@ -59,6 +60,7 @@ struct job {
     long last_http_status;
     struct classify_result last;
     bool unknown_outcome_seen;
+    bool possible_duplicate;    /* sent again after an unknown outcome */
     struct http_transfer *transfer;
 
     struct order_queue *order;  /* NULL for jobs that never send */

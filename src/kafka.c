@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -18,9 +19,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility,
     LOG_AT(ours, "rdkafka", "%s: %s: %s", rd_kafka_name(rk), facility, message);
 }
 
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+void kafka_log_error(rd_kafka_t *rk, int err, const char *reason)
 {
-    (void)opaque;
     /* Broker connection errors are retried by librdkafka itself; they are
      * warnings until a fatal error says the client cannot go on. */
     if (err == RD_KAFKA_RESP_ERR__FATAL)
@@ -28,6 +28,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     else
         log_warn("kafka", "%s: %s: %s", rd_kafka_name(rk),
                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    kafka_log_error(rk, err, reason);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *name, const char *value,
@@ -59,6 +65,7 @@ static int set_all(rd_kafka_conf_t *conf,
  * override; the user's properties; and the settings our delivery
  * guarantees depend on, which nothing overrides. */
 static rd_kafka_conf_t *build_conf(const struct config *cfg,
+                                   const struct kafka_callbacks *callbacks,
                                    const char *const *defaults,
                                    const struct config_properties *own,
                                    const char *const *forced, char *errstr,
@@ -67,7 +74,9 @@ static rd_kafka_conf_t *build_conf(const struct config *cfg,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_error_cb(conf, callbacks->error ? callbacks->error
+                                                      : on_error);
+    rd_kafka_conf_set_opaque(conf, callbacks->opaque);
 
     for (size_t i = 0; defaults[i]; i += 2) {
         if (set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) != 0)
@@ -90,7 +99,7 @@ fail:
 }
 
 rd_kafka_t *kafka_consumer_new(const struct config *cfg,
-                               kafka_rebalance_fn *rebalance, void *opaque,
+                               const struct kafka_callbacks *callbacks,
                                char *errstr, size_t errstr_size)
 {
     char interval[32];
@@ -106,18 +115,20 @@ rd_kafka_t *kafka_consumer_new(const struct config *cfg,
         /* Offsets are stored only once a record's result is acknowledged,
          * and librdkafka commits what is stored. */
         "enable.auto.offset.store", "false",
-        "enable.auto.commit", "true",
+        /* With transactions, offsets are committed inside them. */
+        "enable.auto.commit", cfg->exactly_once ? "false" : "true",
         "auto.commit.interval.ms", interval,
         "enable.partition.eof", "false",
         NULL,
     };
 
-    rd_kafka_conf_t *conf = build_conf(cfg, defaults, &cfg->consumer_properties,
+    rd_kafka_conf_t *conf = build_conf(cfg, callbacks, defaults, &cfg->consumer_properties,
                                        forced, errstr, errstr_size);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance);
-    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_conf_set_rebalance_cb(conf, callbacks->rebalance);
+    if (callbacks->committed)
+        rd_kafka_conf_set_offset_commit_cb(conf, callbacks->committed);
 
     char reason[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, reason,
@@ -132,8 +143,26 @@ rd_kafka_t *kafka_consumer_new(const struct config *cfg,
     return rk;
 }
 
+/* A stable transactional id per host: a restarted worker with the same
+ * hostname (a Kubernetes pod keeps its name across container restarts)
+ * aborts the transaction its previous run left open instead of making
+ * read_committed consumers wait for it to time out. */
+static void transactional_id_of(const struct config *cfg, char *buf,
+                                size_t size)
+{
+    char host[256] = "localhost";
+
+    if (cfg->transactional_id && cfg->transactional_id[0]) {
+        util_snprintf(buf, size, "%s", cfg->transactional_id);
+        return;
+    }
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    util_snprintf(buf, size, "%s-%s", cfg->group_id, host);
+}
+
 rd_kafka_t *kafka_producer_new(const struct config *cfg,
-                               kafka_delivery_fn *delivered, void *opaque,
+                               const struct kafka_callbacks *callbacks,
                                char *errstr, size_t errstr_size)
 {
     const char *const defaults[] = {
@@ -144,18 +173,20 @@ rd_kafka_t *kafka_producer_new(const struct config *cfg,
         "message.timeout.ms", "60000",
         NULL,
     };
+    char transactional_id[512];
+    transactional_id_of(cfg, transactional_id, sizeof(transactional_id));
     const char *const forced[] = {
         "enable.idempotence", "true",
         "acks", "all",
+        cfg->exactly_once ? "transactional.id" : NULL, transactional_id,
         NULL,
     };
 
-    rd_kafka_conf_t *conf = build_conf(cfg, defaults, &cfg->producer_properties,
+    rd_kafka_conf_t *conf = build_conf(cfg, callbacks, defaults, &cfg->producer_properties,
                                        forced, errstr, errstr_size);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_dr_msg_cb(conf, delivered);
-    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_conf_set_dr_msg_cb(conf, callbacks->delivered);
 
     char reason[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, reason,

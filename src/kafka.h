@@ -13,17 +13,33 @@ typedef void kafka_rebalance_fn(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 void *opaque);
 typedef void kafka_delivery_fn(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
                                void *opaque);
+typedef void kafka_error_fn(rd_kafka_t *rk, int err, const char *reason,
+                            void *opaque);
+typedef void kafka_commit_fn(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             void *opaque);
+
+/* Callbacks the clients call from rd_kafka_consumer_poll() and
+ * rd_kafka_poll(), so on the thread that polls. opaque reaches each. */
+struct kafka_callbacks {
+    kafka_rebalance_fn *rebalance;  /* consumer */
+    kafka_commit_fn *committed;     /* consumer: offset commit results */
+    kafka_delivery_fn *delivered;   /* producer */
+    kafka_error_fn *error;          /* both; NULL: kafka_log_error() */
+    void *opaque;
+};
 
 /* Creates the consumer (cooperative-sticky by default, manual offset
- * store, auto commit of stored offsets). opaque reaches the callbacks.
+ * store, auto commit of stored offsets unless exactly-once is on).
  * Returns NULL with errstr naming the property at fault. */
 rd_kafka_t *kafka_consumer_new(const struct config *cfg,
-                               kafka_rebalance_fn *rebalance, void *opaque,
+                               const struct kafka_callbacks *callbacks,
                                char *errstr, size_t errstr_size);
 
-/* Creates the idempotent producer (acks=all). */
+/* Creates the idempotent producer (acks=all), transactional when
+ * exactly-once is on. */
 rd_kafka_t *kafka_producer_new(const struct config *cfg,
-                               kafka_delivery_fn *delivered, void *opaque,
+                               const struct kafka_callbacks *callbacks,
                                char *errstr, size_t errstr_size);
 
 /* Checks that each topic exists, asking the cluster for metadata within
@@ -32,6 +48,10 @@ rd_kafka_t *kafka_producer_new(const struct config *cfg,
 int kafka_check_topics(rd_kafka_t *rk, const char *const *topics,
                        size_t count, int timeout_ms, char *errstr,
                        size_t errstr_size);
+
+/* Logs a client error at the level it deserves; error callbacks call it
+ * before acting on the error. */
+void kafka_log_error(rd_kafka_t *rk, int err, const char *reason);
 
 /* Returns true once librdkafka reported a fatal error on rk (for the
  * idempotent producer: a sequence it cannot repair), and fills errstr. */

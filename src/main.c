@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 extern char **environ;
@@ -34,6 +36,17 @@ static void on_signal(int signo)
     errno = saved_errno;
 }
 
+/* SIGHUP asks the worker to re-read CHATT2ME_API_KEY_FILE. */
+static void on_hangup(int signo)
+{
+    int saved_errno = errno;
+    ssize_t written = write(signal_pipe[1], "h", 1);
+
+    (void)signo;
+    (void)written;
+    errno = saved_errno;
+}
+
 static int install_signals(void)
 {
     struct sigaction action = {0};
@@ -44,6 +57,9 @@ static int install_signals(void)
     sigemptyset(&action.sa_mask);
     if (sigaction(SIGTERM, &action, NULL) != 0 ||
         sigaction(SIGINT, &action, NULL) != 0)
+        return -1;
+    action.sa_handler = on_hangup;
+    if (sigaction(SIGHUP, &action, NULL) != 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
@@ -73,6 +89,9 @@ static void print_usage(FILE *out)
             "                      defaults and the environment only)\n"
             "      --check-config  print the effective configuration with secrets\n"
             "                      redacted, check it, and exit (0 when valid)\n"
+            "      --healthcheck   ask the running worker's /healthz on this host\n"
+            "                      (health.port) and exit 0 when it is healthy,\n"
+            "                      1 otherwise; for container health checks\n"
             "  -h, --help          print this help and exit\n"
             "  -V, --version       print the version and exit\n"
             "\n"
@@ -85,6 +104,7 @@ static void print_usage(FILE *out)
 struct options {
     const char *config_path;
     bool check_config;
+    bool healthcheck;
 };
 
 /* Returns -1 to continue, or an exit status. */
@@ -104,6 +124,8 @@ static int parse_args(int argc, char **argv, struct options *opts)
         }
         if (strcmp(arg, "--check-config") == 0) {
             opts->check_config = true;
+        } else if (strcmp(arg, "--healthcheck") == 0) {
+            opts->healthcheck = true;
         } else if ((strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) &&
                    i + 1 < argc) {
             opts->config_path = argv[++i];
@@ -140,6 +162,56 @@ static int load_config(struct config *cfg, const struct options *opts,
     return config_validate(cfg, errstr, errstr_size);
 }
 
+static size_t discard_body(char *data, size_t size, size_t count, void *userp)
+{
+    (void)data;
+    (void)userp;
+    return size * count;
+}
+
+/* Asks the worker on this host for /healthz. Needs no API key, so it
+ * reads only the file and the environment. Returns the exit status. */
+static int run_healthcheck(const struct options *opts)
+{
+    struct config cfg;
+    char errstr[1024] = "";
+    char url[128];
+    long status = 0;
+    int exit_status = 1;
+
+    config_set_defaults(&cfg);
+    if ((opts->config_path &&
+         config_load_file(&cfg, opts->config_path, errstr, sizeof(errstr)) != 0) ||
+        config_load_env(&cfg, env_lookup, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "chatt2me-worker: invalid configuration: %s\n", errstr);
+        config_free(&cfg);
+        return 1;
+    }
+    /* A wildcard or IPv6 listener is reached through loopback. */
+    bool ipv6 = strchr(cfg.health_address, ':') != NULL;
+    snprintf(url, sizeof(url), "http://%s:%d/healthz",
+             ipv6 ? "[::1]" : "127.0.0.1", cfg.health_port);
+    config_free(&cfg);
+
+    CURL *easy = curl_easy_init();
+    if (!easy)
+        return 1;
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_body);
+    CURLcode code = curl_easy_perform(easy);
+    if (code == CURLE_OK)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 200)
+        exit_status = 0;
+    else
+        fprintf(stderr, "chatt2me-worker: %s: %s\n", url,
+                code != CURLE_OK ? curl_easy_strerror(code) : "not healthy");
+    curl_easy_cleanup(easy);
+    return exit_status;
+}
+
 int main(int argc, char **argv)
 {
     struct options opts = {0};
@@ -151,6 +223,8 @@ int main(int argc, char **argv)
     status = parse_args(argc, argv, &opts);
     if (status >= 0)
         return status;
+    if (opts.healthcheck)
+        return run_healthcheck(&opts);
 
     int loaded = load_config(&cfg, &opts, errstr, sizeof(errstr));
     if (opts.check_config) {
@@ -173,8 +247,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct worker *worker = worker_new(&cfg, signal_pipe[0], errstr,
-                                       sizeof(errstr));
+    /* The metrics and the health server start first, so /healthz answers
+     * while start-up waits for the brokers. */
+    struct metrics *metrics = metrics_new();
+    struct health *health = NULL;
+    if (cfg.health_enabled) {
+        health = health_start(cfg.health_address, cfg.health_port, metrics,
+                              cfg.health_stale_after_ms, errstr,
+                              sizeof(errstr));
+        if (!health) {
+            log_error("main", "cannot start the health server: %s", errstr);
+            status = WORKER_EXIT_STARTUP;
+            goto out;
+        }
+        log_info("main", "health server listening on %s port %d",
+                 cfg.health_address, health_port(health));
+    }
+
+    struct worker *worker = worker_new(&cfg, signal_pipe[0], metrics, health,
+                                       errstr, sizeof(errstr));
     if (!worker) {
         log_error("main", "cannot start: %s", errstr);
         status = WORKER_EXIT_STARTUP;
@@ -183,6 +274,9 @@ int main(int argc, char **argv)
         worker_destroy(worker);
     }
 
+out:
+    health_stop(health);
+    metrics_destroy(metrics);
     curl_global_cleanup();
     config_free(&cfg);
     return status;

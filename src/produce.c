@@ -61,8 +61,10 @@ void produce_outcome(struct worker *w, struct job *job)
 
     job->state = JOB_PRODUCING;
     err = dead_letter ? produce_dead_letter(w, job) : produce_result(w, job);
-    if (!err)
+    if (!err) {
+        w->txn_messages++;
         return;
+    }
 
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         queue_for_retry(w, job);
@@ -70,6 +72,7 @@ void produce_outcome(struct worker *w, struct job *job)
     }
 
     char why[256];
+    metrics_produce_failure(w->metrics);
     util_snprintf(why, sizeof(why), "cannot produce to topic \"%s\": %s",
                   dead_letter ? w->cfg->dead_letter_topic
                               : w->cfg->results_topic,
@@ -93,6 +96,25 @@ void produce_retry_queued(struct worker *w)
     }
 }
 
+/* Counted once Kafka holds the record, so a result produced twice after
+ * a failure is not counted twice. */
+static void count_outcome(struct worker *w, const struct job *job)
+{
+    const char *status = job->outcome.status;
+    enum metrics_status which = METRICS_STATUS_DEAD_LETTER;
+
+    if (status && strcmp(status, "sent") == 0)
+        which = METRICS_STATUS_SENT;
+    else if (status && strcmp(status, "failed") == 0)
+        which = METRICS_STATUS_FAILED;
+    else if (status)
+        which = METRICS_STATUS_REJECTED;
+    metrics_result(w->metrics, which, job->outcome.error_class);
+    metrics_request_duration(w->metrics,
+                             (double)(util_now_mono_ms() - job->received_mono_ms) /
+                                 1000.0);
+}
+
 void produce_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
                        void *opaque)
 {
@@ -100,8 +122,16 @@ void produce_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
     struct job *job = rkm->_private;
 
     (void)rk;
+    if (rkm->err && w->cfg->exactly_once) {
+        /* The transaction cannot commit with a lost result; it is aborted
+         * and its records processed again. */
+        w->txn_abort_needed = true;
+        dispatch_job_free(w, job);
+        return;
+    }
     if (rkm->err) {
         char why[256];
+        metrics_produce_failure(w->metrics);
         util_snprintf(why, sizeof(why),
                       "result of %s [%" PRId32 "] @%" PRId64
                       " was not delivered to topic \"%s\": %s",
@@ -112,6 +142,8 @@ void produce_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
         return;
     }
 
+    w->brokers_down = false;
+    count_outcome(w, job);
     tracker_finish(job->part->tracker, job->tracker_handle);
     dispatch_job_free(w, job);
 }
@@ -120,6 +152,9 @@ void produce_store_offsets(struct worker *w, struct partition_state *only)
 {
     rd_kafka_topic_partition_list_t *list = NULL;
 
+    /* With transactions, offsets are committed inside them instead. */
+    if (w->cfg->exactly_once)
+        return;
     for (struct partition_state *part = w->partitions; part; part = part->next) {
         if (only && part != only)
             continue;

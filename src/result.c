@@ -132,7 +132,9 @@ char *result_encode(const struct job *job, int64_t completed_wall_ms,
         buffer_puts(&buf, ",\"http_status\":null");
     buffer_puts(&buf, ",\"error\":");
     put_error(&buf, outcome);
-    buffer_printf(&buf, ",\"attempts\":%d,\"source\":{\"topic\":", job->attempts);
+    buffer_printf(&buf, ",\"attempts\":%d,\"possible_duplicate\":%s"
+                  ",\"source\":{\"topic\":",
+                  job->attempts, job->possible_duplicate ? "true" : "false");
     buffer_put_string(&buf, job->topic);
     buffer_printf(&buf, ",\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}",
                   job->partition, job->offset);

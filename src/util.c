@@ -103,3 +103,24 @@ char *util_snprintf(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
     return buf;
 }
+
+void util_trim_partial_utf8(char *s)
+{
+    size_t len = strlen(s);
+    size_t start = len;
+    size_t need;
+
+    /* Step back over continuation bytes to the last lead byte. */
+    while (start > 0 && len - start < 4 &&
+           ((unsigned char)s[start - 1] & 0xC0) == 0x80)
+        start--;
+    if (start == 0)
+        return;
+
+    unsigned char lead = (unsigned char)s[start - 1];
+    if (lead < 0x80)
+        return;
+    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (len - (start - 1) < need)
+        s[start - 1] = '\0';
+}

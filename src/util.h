@@ -27,6 +27,10 @@ int64_t util_now_wall_ms(void);
  * "2026-12-04T19:38:55.123Z", into buf (at least 25 bytes). */
 void util_format_rfc3339(int64_t wall_ms, char *buf, size_t size);
 
+/* Cuts a trailing incomplete UTF-8 sequence from the NUL-terminated
+ * string s, so a truncated copy of valid UTF-8 stays valid. */
+void util_trim_partial_utf8(char *s);
+
 /* snprintf that never overflows and always terminates; returns buf. */
 char *util_snprintf(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -30,6 +30,11 @@ static int wake_tags[] = {0, WAKE_CONSUMER, WAKE_PRODUCER, WAKE_SIGNAL};
  * the group membership alive even when nothing arrives. */
 #define MAX_IDLE_MS 200
 
+static const char *getenv_lookup(const char *name)
+{
+    return getenv(name);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *partitions,
                          void *opaque);
@@ -77,6 +82,37 @@ static void build_urls(struct worker *w)
     }
 }
 
+/* librdkafka reports ALL_BROKERS_DOWN when it has lost every broker; any
+ * later sign of life (a record, an acknowledged result, a commit) marks
+ * the brokers reachable again. Readiness reads this. */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason,
+                           void *opaque)
+{
+    struct worker *w = opaque;
+
+    kafka_log_error(rk, err, reason);
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        w->brokers_down = true;
+}
+
+static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *offsets,
+                         void *opaque)
+{
+    struct worker *w = opaque;
+
+    (void)rk;
+    (void)offsets;
+    if (!err || err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        w->brokers_down = false;
+        return;
+    }
+    w->stats.commit_failures++;
+    metrics_commit_failure(w->metrics);
+    log_warn("worker", "offset commit failed: %s; it is retried with the next"
+             " commit", rd_kafka_err2str(err));
+}
+
 static int create_clients(struct worker *w, char *errstr, size_t errstr_size)
 {
     const struct config *cfg = w->cfg;
@@ -93,11 +129,17 @@ static int create_clients(struct worker *w, char *errstr, size_t errstr_size)
     w->http = http_client_new(w->epoll_fd, &http_options, errstr, errstr_size);
     if (!w->http)
         return -1;
-    w->producer = kafka_producer_new(cfg, produce_delivered, w, errstr,
-                                     errstr_size);
+    w->callbacks = (struct kafka_callbacks){
+        .rebalance = on_rebalance,
+        .committed = on_committed,
+        .delivered = produce_delivered,
+        .error = on_kafka_error,
+        .opaque = w,
+    };
+    w->producer = kafka_producer_new(cfg, &w->callbacks, errstr, errstr_size);
     if (!w->producer)
         return -1;
-    w->consumer = kafka_consumer_new(cfg, on_rebalance, w, errstr, errstr_size);
+    w->consumer = kafka_consumer_new(cfg, &w->callbacks, errstr, errstr_size);
     if (!w->consumer)
         return -1;
 
@@ -119,8 +161,8 @@ static int check_topics_and_subscribe(struct worker *w, char *errstr,
                                   cfg->dead_letter_topic};
     char reason[512];
 
-    if (kafka_check_topics(w->producer, topics, 3, 10000, reason,
-                           sizeof(reason)) != 0) {
+    if (kafka_check_topics(w->producer, topics, 3, cfg->startup_timeout_ms,
+                           reason, sizeof(reason)) != 0) {
         util_snprintf(errstr, errstr_size, "%s", reason);
         return -1;
     }
@@ -140,11 +182,14 @@ static int check_topics_and_subscribe(struct worker *w, char *errstr,
 }
 
 struct worker *worker_new(const struct config *cfg, int signal_fd,
+                          struct metrics *metrics, struct health *health,
                           char *errstr, size_t errstr_size)
 {
     struct worker *w = xcalloc(1, sizeof(*w));
 
     w->cfg = cfg;
+    w->metrics = metrics;
+    w->health = health;
     w->limits.max_bytes = cfg->max_request_bytes;
     w->limits.max_depth = 64;
     w->signal_fd = signal_fd;
@@ -152,6 +197,13 @@ struct worker *worker_new(const struct config *cfg, int signal_fd,
     w->producer_pipe[0] = w->producer_pipe[1] = -1;
     w->order = order_map_new();
     w->schedule = schedule_new();
+    struct guard_config guard_config = {
+        .outage_after = cfg->outage_after,
+        .auth_pause_after = cfg->auth_pause_after,
+        .probe_base_ms = cfg->backoff_base_ms,
+        .probe_max_ms = cfg->probe_max_ms,
+    };
+    guard_init(&w->guard, &guard_config);
     if (getrandom(&w->random_state, sizeof(w->random_state), 0) !=
             (ssize_t)sizeof(w->random_state) ||
         w->random_state == 0)
@@ -165,9 +217,13 @@ struct worker *worker_new(const struct config *cfg, int signal_fd,
         goto fail;
     }
     if (watch_fd(w, signal_fd, &wake_tags[WAKE_SIGNAL], errstr, errstr_size) != 0 ||
-        create_clients(w, errstr, errstr_size) != 0 ||
-        check_topics_and_subscribe(w, errstr, errstr_size) != 0)
+        create_clients(w, errstr, errstr_size) != 0)
         goto fail;
+    if (cfg->exactly_once && txn_start(w, errstr, errstr_size) != 0)
+        goto fail;
+    if (check_topics_and_subscribe(w, errstr, errstr_size) != 0)
+        goto fail;
+    health_set(w->health, HEALTH_BROKER_REACHABLE, true);
     return w;
 
 fail:
@@ -185,6 +241,8 @@ static struct partition_state *partition_add(struct worker *w,
     part->partition = partition;
     part->tracker = tracker_new();
     part->stored_offset = -1;
+    part->first_offset = -1;
+    part->committed_offset = -1;
     part->worker = w;
     part->next = w->partitions;
     w->partitions = part;
@@ -283,11 +341,15 @@ static void revoke_partitions(struct worker *w,
                      " again", part->topic, part->partition, part->live_jobs);
     }
 
-    if (!rd_kafka_assignment_lost(w->consumer)) {
+    if (w->cfg->exactly_once) {
+        txn_commit_if_due(w, true);
+    } else if (!rd_kafka_assignment_lost(w->consumer)) {
         rd_kafka_resp_err_t err = rd_kafka_commit(w->consumer, NULL, 0 /* sync */);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            metrics_commit_failure(w->metrics);
             log_warn("worker", "cannot commit offsets on revoke: %s",
                      rd_kafka_err2str(err));
+        }
     }
 
     for (int i = 0; i < partitions->cnt; i++) {
@@ -342,6 +404,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_error("worker", "rebalance failed: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
+    health_set(w->health, HEALTH_ASSIGNED, w->partitions != NULL);
 }
 
 static void begin_shutdown(struct worker *w, const char *why)
@@ -349,6 +412,7 @@ static void begin_shutdown(struct worker *w, const char *why)
     if (w->stopping)
         return;
     w->stopping = true;
+    health_set(w->health, HEALTH_STOPPING, true);
     w->stop_deadline_ms = util_now_mono_ms() +
                           (w->produce_failed ? w->cfg->produce_failure_exit_ms
                                              : w->cfg->drain_timeout_ms);
@@ -369,7 +433,11 @@ static void poll_consumer(struct worker *w)
             break;
         if (rkm->err) {
             log_warn("worker", "consumer error: %s", rd_kafka_message_errstr(rkm));
-        } else if (!w->stopping && !w->produce_failed) {
+            rd_kafka_message_destroy(rkm);
+            continue;
+        }
+        w->brokers_down = false;
+        if (!w->stopping && !w->produce_failed) {
             dispatch_record(w, rkm);
         }
         rd_kafka_message_destroy(rkm);
@@ -377,22 +445,81 @@ static void poll_consumer(struct worker *w)
     w->consumer_more = n == CONSUME_BATCH;
 }
 
-/* Pauses every partition while too many requests wait for a result, and
- * resumes at three quarters, so the group still sees us polling. */
-static void control_flow(struct worker *w)
+/* Returns whether consumption should be paused now: while stopping, while
+ * results cannot be produced, while the API guard holds, or while too many
+ * requests wait for a result (resuming at three quarters of the bound). */
+static bool want_paused(struct worker *w)
 {
     size_t max = (size_t)w->cfg->max_buffered;
 
-    if (w->stopping || w->produce_failed)
+    if (w->buffered >= max)
+        w->backlog_paused = true;
+    else if (w->buffered <= max - max / 4)
+        w->backlog_paused = false;
+
+    return w->stopping || w->produce_failed || w->backlog_paused ||
+           w->guard.mode != GUARD_OPEN;
+}
+
+/* The group still sees a paused worker polling, so it is never evicted
+ * for being slow. */
+static void control_flow(struct worker *w)
+{
+    bool paused = want_paused(w);
+
+    if (paused == w->paused)
         return;
-    if (!w->paused && w->buffered >= max) {
-        log_debug("worker", "%zu requests buffered; pausing consumption",
-                  w->buffered);
-        set_paused(w, true);
-    } else if (w->paused && w->buffered <= max - max / 4) {
-        log_debug("worker", "%zu requests buffered; resuming consumption",
-                  w->buffered);
-        set_paused(w, false);
+    log_debug("worker", "%s consumption: %zu requests buffered, API %s",
+              paused ? "pausing" : "resuming", w->buffered,
+              guard_mode_name(w->guard.mode));
+    set_paused(w, paused);
+}
+
+/* Reads the bytes main's signal handlers wrote: 'h' for SIGHUP, anything
+ * else for SIGTERM or SIGINT. */
+static void handle_signals(struct worker *w)
+{
+    char buf[64];
+    ssize_t n;
+
+    while ((n = read(w->signal_fd, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == 'h')
+                worker_reload_api_key(w, false);
+            else
+                begin_shutdown(w, "signal received");
+        }
+    }
+}
+
+void worker_reload_api_key(struct worker *w, bool quiet)
+{
+    struct config fresh = {0};
+    char errstr[512] = "";
+    const char *inline_key = getenv("CHATT2ME_API_KEY");
+
+    if ((inline_key && *inline_key) || !getenv("CHATT2ME_API_KEY_FILE")) {
+        if (!quiet)
+            log_warn("worker", "SIGHUP: the API key comes from CHATT2ME_API_KEY,"
+                     " which a running process cannot re-read; use"
+                     " CHATT2ME_API_KEY_FILE to rotate keys without a restart");
+        return;
+    }
+    if (config_load_api_key(&fresh, getenv_lookup, errstr, sizeof(errstr)) != 0 ||
+        !fresh.api_key) {
+        log_error("worker", "cannot reload the API key: %s; keeping the"
+                  " current one", errstr[0] ? errstr : "no key found");
+        return;
+    }
+
+    http_client_set_api_key(w->http, fresh.api_key);
+    explicit_bzero(fresh.api_key, strlen(fresh.api_key));
+    free(fresh.api_key);
+    if (!quiet)
+        log_info("worker", "API key reloaded from CHATT2ME_API_KEY_FILE");
+    if (!quiet && w->guard.mode == GUARD_AUTH_PAUSED) {
+        log_info("worker", "resuming after the auth pause with the new key");
+        guard_open(&w->guard);
     }
 }
 
@@ -402,9 +529,11 @@ static int compute_wait(struct worker *w, int max_wait_ms)
     int64_t wait = max_wait_ms;
     int64_t due;
 
-    if (w->consumer_more || w->produce_retry ||
-        (w->ready_head && (int)http_client_in_flight(w->http) <
-                              w->cfg->max_in_flight))
+    bool may_send = !w->stopping && !w->produce_failed &&
+                    w->guard.mode == GUARD_OPEN &&
+                    (int)http_client_in_flight(w->http) < w->cfg->max_in_flight;
+
+    if (w->consumer_more || w->produce_retry || (w->ready_head && may_send))
         return 0;
     due = http_client_next_due(w->http);
     if (due >= 0 && due - now < wait)
@@ -412,6 +541,9 @@ static int compute_wait(struct worker *w, int max_wait_ms)
     due = schedule_next_due(w->schedule);
     if (due >= 0 && due - now < wait)
         wait = due - now;
+    if (w->guard.mode != GUARD_OPEN && !w->guard.probe_in_flight &&
+        w->guard.probe_due_ms - now < wait)
+        wait = w->guard.probe_due_ms - now;
     return wait < 0 ? 0 : (int)wait;
 }
 
@@ -431,8 +563,7 @@ static void handle_events(struct worker *w, int wait_ms)
             drain_fd(w->producer_pipe[0]);
             break;
         case WAKE_SIGNAL:
-            drain_fd(w->signal_fd);
-            begin_shutdown(w, "signal received");
+            handle_signals(w);
             break;
         case HTTP_EPOLL_TAG:
             http_client_on_event(w->http, tag, events[i].events);
@@ -441,12 +572,61 @@ static void handle_events(struct worker *w, int wait_ms)
     }
 }
 
+/* Lag per assigned partition: the high watermark the consumer last saw
+ * minus the next offset this worker will commit. */
+static void publish_lag(struct worker *w, int64_t now)
+{
+    enum { MAX_PARTITIONS = 1024 };
+    int32_t partitions[MAX_PARTITIONS];
+    int64_t lags[MAX_PARTITIONS];
+    size_t count = 0;
+
+    if (now < w->lag_due_ms)
+        return;
+    w->lag_due_ms = now + w->cfg->commit_interval_ms;
+
+    for (struct partition_state *part = w->partitions;
+         part && count < MAX_PARTITIONS; part = part->next) {
+        int64_t low, high;
+        int64_t next = tracker_commit_offset(part->tracker);
+
+        lags[count] = -1;
+        if (rd_kafka_get_watermark_offsets(w->consumer, part->topic,
+                                           part->partition, &low, &high) == 0 &&
+            high >= 0 && next >= 0)
+            lags[count] = high > next ? high - next : 0;
+        partitions[count++] = part->partition;
+    }
+    metrics_set_lag(w->metrics, w->cfg->requests_topic, partitions, lags, count);
+}
+
+/* Gauges and probe flags, refreshed every loop turn: they are a few
+ * atomic stores. */
+static void publish_state(struct worker *w, int64_t now)
+{
+    size_t assigned = 0;
+
+    for (struct partition_state *part = w->partitions; part; part = part->next)
+        assigned++;
+    metrics_set_in_flight(w->metrics, http_client_in_flight(w->http));
+    metrics_set_buffered(w->metrics, w->buffered);
+    metrics_set_paused_partitions(w->metrics, w->paused ? assigned : 0);
+    metrics_set_outage(w->metrics, w->guard.mode == GUARD_OUTAGE);
+    metrics_set_auth_paused(w->metrics, w->guard.mode == GUARD_AUTH_PAUSED);
+    health_set(w->health, HEALTH_OUTAGE, w->guard.mode == GUARD_OUTAGE);
+    health_set(w->health, HEALTH_AUTH_PAUSED,
+               w->guard.mode == GUARD_AUTH_PAUSED);
+    health_set(w->health, HEALTH_BROKER_REACHABLE, !w->brokers_down);
+    publish_lag(w, now);
+}
+
 /* One turn of the loop: wait, then each phase in order. */
 static void run_once(struct worker *w, int max_wait_ms, bool consume)
 {
     handle_events(w, compute_wait(w, max_wait_ms));
 
     int64_t now = util_now_mono_ms();
+    health_beat(w->health, now);
     http_client_on_tick(w->http, now);
     if (consume)
         poll_consumer(w);
@@ -455,7 +635,9 @@ static void run_once(struct worker *w, int max_wait_ms, bool consume)
     rd_kafka_poll(w->producer, 0);
     produce_retry_queued(w);
     produce_store_offsets(w, NULL);
+    txn_commit_if_due(w, false);
     control_flow(w);
+    publish_state(w, now);
 }
 
 static void finish_shutdown(struct worker *w)
@@ -468,6 +650,7 @@ static void finish_shutdown(struct worker *w)
         log_warn("worker", "results still unacknowledged at exit: %s",
                  rd_kafka_err2str(err));
     produce_store_offsets(w, NULL);
+    txn_commit_if_due(w, true);
 
     /* Closing commits the stored offsets and leaves the group; it runs the
      * revoke handler, which finds no work left. */

@@ -15,10 +15,15 @@ enum worker_exit {
     WORKER_EXIT_FATAL = 4,          /* a Kafka client failed fatally */
 };
 
-/* Creates the clients and checks that the topics exist. cfg must outlive
- * the worker. signal_fd is the read end of a pipe that receives a byte
+/* Creates the clients and checks that the topics exist. cfg and
+ * metrics must outlive the worker. signal_fd is the read end of a pipe that receives a byte
  * for every SIGTERM or SIGINT. Returns NULL with errstr on failure. */
+struct metrics;
+struct health;
+
+/* metrics must outlive the worker; health may be NULL (disabled). */
 struct worker *worker_new(const struct config *cfg, int signal_fd,
+                          struct metrics *metrics, struct health *health,
                           char *errstr, size_t errstr_size);
 
 /* Runs until shutdown completes; returns an enum worker_exit value. */

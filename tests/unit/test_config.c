@@ -254,8 +254,8 @@ static void test_docs_name_every_setting(void **state)
             fail_msg("config/worker.cfg does not set %s.%s", group, name);
     }
 
-    assert_int_equal(variables, 34);
-    assert_int_equal(settings, 32);
+    assert_int_equal(variables, 40);
+    assert_int_equal(settings, 38);
     free(help);
     free(printed);
     free(docs);
