@@ -428,6 +428,10 @@ static void poll_consumer(struct worker *w)
     int n;
 
     for (n = 0; n < CONSUME_BATCH; n++) {
+        /* Past the bound, leave records queued: the partitions are about
+         * to be paused, and the consumer serves them again on resume. */
+        if (w->buffered >= (size_t)w->cfg->max_buffered && n > 0)
+            break;
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w->consumer, 0);
         if (!rkm)
             break;
