@@ -284,6 +284,14 @@ static void start_probe(struct worker *w)
     job = ready_pop(w);
     if (!job)
         job = schedule_pop_due(w->schedule, INT64_MAX);
+    if (!job && http_client_in_flight(w->http) == 0) {
+        /* Every held request went elsewhere (a rebalance took its
+         * partition): consume again, or the hold would never end. */
+        log_info("dispatch", "no request left to probe the API with;"
+                 " resuming consumption");
+        guard_open(&w->guard);
+        return;
+    }
     if (!job)
         return;
 
