@@ -74,6 +74,9 @@ static void sent_result_has_every_field(void **state)
     assert_string_equal(get_string(root, "received_at"), "1970-01-01T00:00:01.000Z");
     assert_string_equal(get_string(root, "completed_at"), "1970-01-01T00:00:02.000Z");
     assert_string_equal(get_string(root, "api_request_id"), "req-9");
+    json_object *duplicate = json_object_object_get(root, "possible_duplicate");
+    assert_true(json_object_is_type(duplicate, json_type_boolean));
+    assert_false(json_object_get_boolean(duplicate));
 
     json_object *source = json_object_object_get(root, "source");
     assert_string_equal(get_string(source, "topic"), "requests");
@@ -83,6 +86,26 @@ static void sent_result_has_every_field(void **state)
     /* metadata is echoed byte for byte: "1.50" keeps its trailing zero. */
     assert_non_null(strstr(text, "\"metadata\":{\"b\":1.50,\"a\":[1,2]}}"));
 
+    json_object_put(root);
+    free(text);
+    request_free(job.req);
+}
+
+static void resent_after_unknown_outcome_is_flagged(void **state)
+{
+    struct job job = {.topic = "requests", .attempts = 2,
+                      .possible_duplicate = true};
+    size_t len;
+
+    (void)state;
+    job.req = make_request();
+    job.outcome.status = "sent";
+    char *text = result_encode(&job, 0, &len);
+    json_object *root = json_tokener_parse(text);
+
+    assert_non_null(root);
+    assert_true(json_object_get_boolean(
+        json_object_object_get(root, "possible_duplicate")));
     json_object_put(root);
     free(text);
     request_free(job.req);
@@ -200,6 +223,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sent_result_has_every_field),
+        cmocka_unit_test(resent_after_unknown_outcome_is_flagged),
         cmocka_unit_test(rejected_result_without_id),
         cmocka_unit_test(result_headers_name_the_source),
         cmocka_unit_test(dead_letter_keeps_original_headers),
