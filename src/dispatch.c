@@ -244,6 +244,14 @@ void dispatch_record(struct worker *w, rd_kafka_message_t *rkm)
 
 static void on_http_done(void *opaque, const struct http_response *resp);
 
+/* A payment request is never sent twice without the worker deciding so:
+ * a duplicate would charge the customer twice. */
+static bool may_resend(const struct worker *w, const struct job *job)
+{
+    return job->req->kind != REQUEST_KIND_PAYMENT_REQUEST ||
+           w->cfg->retry_payment_on_unknown_outcome;
+}
+
 static void start_attempt(struct worker *w, struct job *job)
 {
     char errstr[256];
@@ -255,9 +263,14 @@ static void start_attempt(struct worker *w, struct job *job)
     if (job->attempts == 1)
         job->first_attempt_mono_ms = now;
     job->state = JOB_IN_FLIGHT;
-    job->transfer = http_client_post(w->http, w->urls[job->req->channel],
-                                     job->req->body, job->req->body_len,
-                                     job->req->id, on_http_done, job, errstr,
+    struct http_post post = {
+        .url = w->urls[job->req->channel],
+        .body = job->req->body,
+        .body_len = job->req->body_len,
+        .idempotency_key = job->req->id,
+        .may_resend = may_resend(w, job),
+    };
+    job->transfer = http_client_post(w->http, &post, on_http_done, job, errstr,
                                      sizeof(errstr));
     if (job->transfer)
         return;
@@ -457,6 +470,13 @@ static void on_http_done(void *opaque, const struct http_response *resp)
      * HTTP client calls us from inside it, so fetch it from the job. */
     w = job->part->worker;
     job->transfer = NULL;
+    if (resp->resent) {
+        /* libcurl's own resend was a second attempt after one whose
+         * outcome is unknown. */
+        job->attempts++;
+        job->unknown_outcome_seen = true;
+        job->possible_duplicate = true;
+    }
     if (resp->status > 0)
         job->last_http_status = resp->status;
     if (resp->request_id)

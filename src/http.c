@@ -33,6 +33,14 @@ struct http_transfer {
     bool has_request_id;
     char error[CURL_ERROR_SIZE];
 
+    /* The request body, streamed by on_read so that a resend by libcurl
+     * has to ask on_seek first. */
+    const char *body;
+    size_t body_len;
+    size_t body_pos;
+    bool may_resend;
+    bool resent;
+
     struct http_transfer *next_free;
 };
 
@@ -252,6 +260,37 @@ static size_t on_body(char *data, size_t size, size_t count, void *userp)
     return len;
 }
 
+static size_t on_read(char *buffer, size_t size, size_t count, void *userp)
+{
+    struct http_transfer *transfer = userp;
+    size_t room = size * count;
+    size_t left = transfer->body_len - transfer->body_pos;
+    size_t len = left < room ? left : room;
+
+    memcpy(buffer, transfer->body + transfer->body_pos, len);
+    transfer->body_pos += len;
+    return len;
+}
+
+/* libcurl rewinds the body only to send the request again: when a reused
+ * connection died before any answer, it retries once on a new one. The
+ * server may have processed the first copy, so the resend is allowed only
+ * where the caller allows it, and is reported either way. */
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    struct http_transfer *transfer = userp;
+
+    if (origin != SEEK_SET || offset != 0)
+        return CURL_SEEKFUNC_CANTSEEK;
+    if (transfer->body_pos == 0)
+        return CURL_SEEKFUNC_OK;
+    if (!transfer->may_resend)
+        return CURL_SEEKFUNC_CANTSEEK;
+    transfer->body_pos = 0;
+    transfer->resent = true;
+    return CURL_SEEKFUNC_OK;
+}
+
 static struct http_transfer *transfer_new(struct http_client *client)
 {
     struct http_transfer *transfer = xcalloc(1, sizeof(*transfer));
@@ -276,7 +315,6 @@ static struct http_transfer *transfer_new(struct http_client *client)
                      (long)options->connect_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)options->request_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, options->tls_verify ? 1L : 0L);
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, options->tls_verify ? 2L : 0L);
     if (options->ca_file)
@@ -287,6 +325,10 @@ static struct http_transfer *transfer_new(struct http_client *client)
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer);
     curl_easy_setopt(easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(easy, CURLOPT_READDATA, transfer);
+    curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(easy, CURLOPT_SEEKDATA, transfer);
     return transfer;
 }
 
@@ -318,14 +360,16 @@ static void transfer_release(struct http_client *client,
     transfer->has_retry_after = false;
     transfer->has_request_id = false;
     transfer->error[0] = '\0';
+    transfer->body = NULL;
+    transfer->body_len = 0;
+    transfer->body_pos = 0;
+    transfer->resent = false;
     transfer->next_free = client->free_list;
     client->free_list = transfer;
 }
 
 struct http_transfer *http_client_post(struct http_client *client,
-                                       const char *url, const char *body,
-                                       size_t body_len,
-                                       const char *idempotency_key,
+                                       const struct http_post *post,
                                        http_done_fn *done, void *opaque,
                                        char *errstr, size_t errstr_size)
 {
@@ -345,12 +389,18 @@ struct http_transfer *http_client_post(struct http_client *client,
 
     transfer->done = done;
     transfer->opaque = opaque;
-    transfer->headers = build_headers(client, idempotency_key);
-    curl_easy_setopt(transfer->easy, CURLOPT_URL, url);
+    transfer->headers = build_headers(client, post->idempotency_key);
+    transfer->body = post->body;
+    transfer->body_len = post->body_len;
+    transfer->may_resend = post->may_resend;
+    curl_easy_setopt(transfer->easy, CURLOPT_URL, post->url);
     curl_easy_setopt(transfer->easy, CURLOPT_HTTPHEADER, transfer->headers);
     curl_easy_setopt(transfer->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)body_len);
-    curl_easy_setopt(transfer->easy, CURLOPT_POSTFIELDS, body);
+                     (curl_off_t)post->body_len);
+    /* A request that must not be resent never rides a reused connection,
+     * the one case where libcurl would resend it. */
+    curl_easy_setopt(transfer->easy, CURLOPT_FRESH_CONNECT,
+                     post->may_resend ? 0L : 1L);
 
     CURLMcode code = curl_multi_add_handle(client->multi, transfer->easy);
     if (code != CURLM_OK) {
@@ -391,6 +441,7 @@ static enum classify_transport transport_of(CURLcode code)
     case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
+    case CURLE_SEND_FAIL_REWIND:
         return CLASSIFY_TRANSPORT_CONNECTION_LOST;
     default:
         return CLASSIFY_TRANSPORT_OTHER;
@@ -410,6 +461,7 @@ static void finish_transfer(struct http_client *client, CURLMsg *msg)
     curl_easy_getinfo(msg->easy_handle, CURLINFO_SIZE_UPLOAD_T, &uploaded);
 
     resp.transport = transport_of(msg->data.result);
+    resp.resent = transfer->resent;
     /* A connection that failed before the request went out cannot have
      * delivered anything; every other failure may have. */
     resp.body_sent = request_size > 0 || uploaded > 0;

@@ -33,6 +33,9 @@ struct http_response {
     const char *request_id;     /* x-request-id header value, or NULL */
     const char *error;          /* libcurl's message on transport errors */
     double seconds;             /* duration of the attempt */
+    /* libcurl sent the request a second time on a fresh connection, after
+     * a reused one died before any answer: a second, hidden attempt. */
+    bool resent;
 };
 
 typedef void http_done_fn(void *opaque, const struct http_response *resp);
@@ -51,14 +54,23 @@ void http_client_destroy(struct http_client *client);
 /* Replaces the API key for transfers started from now on. */
 void http_client_set_api_key(struct http_client *client, const char *api_key);
 
-/* Starts a POST of body to url. body is not copied and must stay valid
- * until done runs or the transfer is aborted. done is called exactly once
- * from a later http_client_on_* call, unless the transfer is aborted.
- * Returns the transfer, or NULL with errstr when it could not start. */
+/* Options of one POST. */
+struct http_post {
+    const char *url;
+    const char *body;           /* not copied: valid until done or abort */
+    size_t body_len;
+    const char *idempotency_key;
+    /* false: the request must never be sent twice by libcurl itself. It
+     * goes over a new connection, and a transfer that would need resending
+     * fails as a lost connection instead, so the caller decides. */
+    bool may_resend;
+};
+
+/* Starts a POST. done is called exactly once from a later
+ * http_client_on_* call, unless the transfer is aborted. Returns the
+ * transfer, or NULL with errstr when it could not start. */
 struct http_transfer *http_client_post(struct http_client *client,
-                                       const char *url, const char *body,
-                                       size_t body_len,
-                                       const char *idempotency_key,
+                                       const struct http_post *post,
                                        http_done_fn *done, void *opaque,
                                        char *errstr, size_t errstr_size);
 
