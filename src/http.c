@@ -526,6 +526,16 @@ void http_client_on_tick(struct http_client *client, int64_t now_mono_ms)
     client->timer_due_ms = -1;
     curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     reap_finished(client);
+
+    /* libcurl calls the timer callback only when its next deadline
+     * changes. If it kept the deadline we just cleared, ask for it, or the
+     * transfers waiting on it would sleep until a socket woke us. */
+    if (client->timer_due_ms < 0 && client->in_flight > 0) {
+        long timeout_ms = -1;
+        curl_multi_timeout(client->multi, &timeout_ms);
+        if (timeout_ms >= 0)
+            client->timer_due_ms = util_now_mono_ms() + timeout_ms;
+    }
 }
 
 int64_t http_client_next_due(const struct http_client *client)

@@ -210,9 +210,9 @@ find_topic(const rd_kafka_metadata_t *metadata, const char *name)
     return NULL;
 }
 
-int kafka_check_topics(rd_kafka_t *rk, const char *const *topics,
-                       size_t count, int timeout_ms, char *errstr,
-                       size_t errstr_size)
+int kafka_check_topics(rd_kafka_t *rk, const char *brokers,
+                       const char *const *topics, size_t count,
+                       int timeout_ms, char *errstr, size_t errstr_size)
 {
     const struct rd_kafka_metadata *metadata = NULL;
     int status = -1;
@@ -222,9 +222,10 @@ int kafka_check_topics(rd_kafka_t *rk, const char *const *topics,
                                                 &metadata, timeout_ms);
     if (err) {
         util_snprintf(errstr, errstr_size,
-                      "cannot read metadata from the Kafka brokers within %d ms: %s;"
-                      " check kafka.brokers and that the brokers are running",
-                      timeout_ms, rd_kafka_err2str(err));
+                      "cannot read metadata from the Kafka brokers %s within"
+                      " %d ms: %s; check kafka.brokers and that the brokers"
+                      " are running",
+                      brokers, timeout_ms, rd_kafka_err2str(err));
         return -1;
     }
 

@@ -43,11 +43,11 @@ rd_kafka_t *kafka_producer_new(const struct config *cfg,
                                char *errstr, size_t errstr_size);
 
 /* Checks that each topic exists, asking the cluster for metadata within
- * timeout_ms. Returns 0, or -1 with errstr naming the missing topic or
- * the unreachable brokers. */
-int kafka_check_topics(rd_kafka_t *rk, const char *const *topics,
-                       size_t count, int timeout_ms, char *errstr,
-                       size_t errstr_size);
+ * timeout_ms. brokers is the configured list, named in the error. Returns
+ * 0, or -1 with errstr naming the missing topic or the brokers. */
+int kafka_check_topics(rd_kafka_t *rk, const char *brokers,
+                       const char *const *topics, size_t count,
+                       int timeout_ms, char *errstr, size_t errstr_size);
 
 /* Logs a client error at the level it deserves; error callbacks call it
  * before acting on the error. */

@@ -161,8 +161,9 @@ static int check_topics_and_subscribe(struct worker *w, char *errstr,
                                   cfg->dead_letter_topic};
     char reason[512];
 
-    if (kafka_check_topics(w->producer, topics, 3, cfg->startup_timeout_ms,
-                           reason, sizeof(reason)) != 0) {
+    if (kafka_check_topics(w->producer, cfg->brokers, topics, 3,
+                           cfg->startup_timeout_ms, reason,
+                           sizeof(reason)) != 0) {
         util_snprintf(errstr, errstr_size, "%s", reason);
         return -1;
     }
