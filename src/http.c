@@ -14,7 +14,8 @@
 /* One socket libcurl asked us to watch; the epoll data.ptr. */
 struct http_socket {
     int tag;                    /* HTTP_EPOLL_TAG, read by the loop */
-    curl_socket_t fd;
+    curl_socket_t fd;           /* -1 once libcurl is done with it */
+    struct http_socket *next_dead;
 };
 
 struct http_transfer {
@@ -51,6 +52,9 @@ struct http_client {
     char *api_key_header;       /* "x-api-key: <key>"; wiped when freed */
     char *ca_file;
     int64_t timer_due_ms;       /* -1: no libcurl timer pending */
+    /* Sockets libcurl removed while the loop may still hold their epoll
+     * events from the same batch; freed by http_client_release_sockets. */
+    struct http_socket *dead_sockets;
     size_t in_flight;
     struct http_transfer *free_list;
 };
@@ -75,7 +79,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
         if (sock) {
             epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
             curl_multi_assign(client->multi, fd, NULL);
-            free(sock);
+            sock->fd = -1;
+            sock->next_dead = client->dead_sockets;
+            client->dead_sockets = sock;
         }
         return 0;
     }
@@ -154,6 +160,15 @@ static void transfer_free(struct http_transfer *transfer)
     free(transfer);
 }
 
+void http_client_release_sockets(struct http_client *client)
+{
+    while (client->dead_sockets) {
+        struct http_socket *next = client->dead_sockets->next_dead;
+        free(client->dead_sockets);
+        client->dead_sockets = next;
+    }
+}
+
 void http_client_destroy(struct http_client *client)
 {
     if (!client)
@@ -165,6 +180,7 @@ void http_client_destroy(struct http_client *client)
     }
     if (client->multi)
         curl_multi_cleanup(client->multi);
+    http_client_release_sockets(client);
     wipe_and_free(client->api_key_header);
     free(client->ca_file);
     free(client);
@@ -506,6 +522,9 @@ void http_client_on_event(struct http_client *client, void *epoll_ptr,
     struct http_socket *sock = epoll_ptr;
     int action = 0;
     int running;
+
+    if (sock->fd < 0)
+        return; /* removed earlier in the same batch of events */
 
     if (events & EPOLLIN)
         action |= CURL_CSELECT_IN;

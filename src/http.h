@@ -78,6 +78,11 @@ struct http_transfer *http_client_post(struct http_client *client,
 void http_transfer_abort(struct http_client *client,
                          struct http_transfer *transfer);
 
+/* Frees the sockets libcurl closed since the last call. Call after the
+ * loop has handled a whole batch of epoll events, because an event later
+ * in the batch may point at a socket closed by an earlier one. */
+void http_client_release_sockets(struct http_client *client);
+
 /* Feeds an epoll event for one of the client's sockets. */
 void http_client_on_event(struct http_client *client, void *epoll_ptr,
                           uint32_t events);

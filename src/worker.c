@@ -575,6 +575,7 @@ static void handle_events(struct worker *w, int wait_ms)
             break;
         }
     }
+    http_client_release_sockets(w->http);
 }
 
 /* Lag per assigned partition: the high watermark the consumer last saw
