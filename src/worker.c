@@ -29,6 +29,8 @@ static int wake_tags[] = {0, WAKE_CONSUMER, WAKE_PRODUCER, WAKE_SIGNAL};
 /* The loop wakes at least this often to poll the consumer, which keeps
  * the group membership alive even when nothing arrives. */
 #define MAX_IDLE_MS 200
+/* At most one commit failure warning per this period. */
+#define COMMIT_FAILURE_LOG_PERIOD_MS 10000
 
 static const char *getenv_lookup(const char *name)
 {
@@ -109,8 +111,19 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     w->stats.commit_failures++;
     metrics_commit_failure(w->metrics);
-    log_warn("worker", "offset commit failed: %s; it is retried with the next"
-             " commit", rd_kafka_err2str(err));
+
+    /* While the coordinator is away every commit interval fails the same
+     * way; one line per period with a count says as much. */
+    int64_t now = util_now_mono_ms();
+    w->commit_failures_unlogged++;
+    if (now < w->commit_failure_log_due_ms)
+        return;
+    w->commit_failure_log_due_ms = now + COMMIT_FAILURE_LOG_PERIOD_MS;
+    log_warn("worker", "offset commit failed %d time(s) since the last report:"
+             " %s; commits are retried every %d ms",
+             w->commit_failures_unlogged, rd_kafka_err2str(err),
+             w->cfg->commit_interval_ms);
+    w->commit_failures_unlogged = 0;
 }
 
 static int create_clients(struct worker *w, char *errstr, size_t errstr_size)
@@ -316,6 +329,11 @@ static void revoke_partitions(struct worker *w,
                    rd_kafka_topic_partition_list_t *partitions)
 {
     int64_t deadline = util_now_mono_ms() + w->cfg->revoke_timeout_ms;
+
+    /* A lost assignment (the session timed out) can commit nothing, so
+     * waiting for in-flight requests would only delay the new owner. */
+    if (rd_kafka_assignment_lost(w->consumer))
+        deadline = util_now_mono_ms();
 
     for (int i = 0; i < partitions->cnt; i++) {
         struct partition_state *part = partition_find(

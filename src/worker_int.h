@@ -59,6 +59,8 @@ struct worker {
     struct metrics *metrics;    /* borrowed from main */
     struct health *health;      /* borrowed from main; NULL when disabled */
     int64_t lag_due_ms;
+    int commit_failures_unlogged;
+    int64_t commit_failure_log_due_ms;
     bool brokers_down;
     rd_kafka_queue_t *consumer_queue;
     rd_kafka_queue_t *producer_queue;

@@ -4,7 +4,13 @@
 #
 #   broker.sh start                         fetch the jars if needed, format a fresh
 #                                           data directory, start, wait until it responds
-#   broker.sh stop                          stop it (SIGTERM, then SIGKILL), or do nothing if stopped
+#   broker.sh start --keep-data             start on the data directory an earlier start
+#                                           formatted, keeping its topics, offsets and
+#                                           transactions (stopping the broker first if it runs)
+#   broker.sh restart                       the same as start --keep-data: a broker restart
+#                                           as clients see it in production
+#   broker.sh stop                          stop it (SIGTERM, then SIGKILL), or do nothing if
+#                                           stopped. The data directory stays as it is
 #   broker.sh status                        exit 0 if it runs and responds to metadata requests
 #   broker.sh create-topic NAME PARTITIONS  create a topic and wait until metadata shows it
 #   broker.sh bootstrap                     print the bootstrap address
@@ -14,7 +20,8 @@
 #   C2M_KAFKA_VERSION        Kafka release from Maven Central (default 4.4.0)
 #   C2M_CACHE_DIR            jar cache root (default $HOME/.cache/chatt2me-worker). The
 #                            jars go to kafka-<version> below it and are fetched only once
-#   C2M_KAFKA_DATA_DIR       data directory, wiped at start (default /tmp/chatt2me-kafka-<port>)
+#   C2M_KAFKA_DATA_DIR       data directory, wiped at start unless --keep-data is given
+#                            (default /tmp/chatt2me-kafka-<port>)
 #   C2M_KAFKA_START_TIMEOUT  seconds to wait for the broker to respond (default 90)
 #   C2M_KAFKA_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL (default 30)
 #   C2M_KAFKA_HEAP           maximum Java heap (default 512m)
@@ -203,11 +210,27 @@ new_cluster_id() {
     printf '%s\n' "$id"
 }
 
+# Fails unless $data_dir contains KRaft storage formatted by an earlier start.
+check_kept_data_dir() {
+    [[ -f $data_dir/$data_marker ]] ||
+        die "cannot keep the data in $data_dir: no earlier '$0 start' created it; run '$0 start' first"
+    [[ -f $data_dir/kraft/meta.properties ]] ||
+        die "cannot keep the data in $data_dir: it holds no formatted KRaft storage; run '$0 start' first"
+}
+
+# Starts the broker. With keep_data=1 ($1) the data directory and its KRaft
+# storage are reused as they are; otherwise they are wiped and formatted anew.
 cmd_start() {
+    local keep_data=$1
     find_java
     fetch_jars
+    ((keep_data)) && check_kept_data_dir
     if broker_pid >/dev/null; then
-        log "stopping the broker left running on port $port by an earlier start"
+        if ((keep_data)); then
+            log "restarting the broker on port $port; its data in $data_dir is kept"
+        else
+            log "stopping the broker left running on port $port by an earlier start"
+        fi
         cmd_stop
     fi
     local p
@@ -216,24 +239,29 @@ cmd_start() {
     done
 
     local started=$SECONDS
-    wipe_data_dir
-    write_config
-    local cluster_id
-    cluster_id=$(new_cluster_id)
-    if ! run_kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
-        -c "$data_dir/server.properties" >"$data_dir/format.log" 2>&1; then
-        cat "$data_dir/format.log" >&2
-        die "formatting the KRaft storage in $data_dir failed"
+    if ((keep_data)); then
+        write_config
+    else
+        wipe_data_dir
+        write_config
+        local cluster_id
+        cluster_id=$(new_cluster_id)
+        if ! run_kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
+            -c "$data_dir/server.properties" >"$data_dir/format.log" 2>&1; then
+            cat "$data_dir/format.log" >&2
+            die "formatting the KRaft storage in $data_dir failed"
+        fi
     fi
 
     # nohup and closed standard streams: the broker outlives this script and must not
-    # hold the caller's pipes open (ctest waits for them to close).
+    # hold the caller's pipes open (ctest waits for them to close). kafka.out is
+    # appended to, so a restart keeps the output of the run before it.
     nohup "$java" -Xms128m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="file:$script_dir/log4j2.properties" \
         -Dkafka.logs.dir="$data_dir" \
         -cp "$lib_dir/*" kafka.Kafka "$data_dir/server.properties" \
-        </dev/null >"$data_dir/kafka.out" 2>&1 &
+        </dev/null >>"$data_dir/kafka.out" 2>&1 &
     local pid=$!
     printf '%s\n' "$pid" >"$pid_file"
 
@@ -329,8 +357,17 @@ main() {
     check_settings
     case $command in
     start)
-        (($# == 1)) || die "usage: $0 start"
-        cmd_start
+        if (($# == 1)); then
+            cmd_start 0
+        elif (($# == 2)) && [[ $2 == --keep-data ]]; then
+            cmd_start 1
+        else
+            die "usage: $0 start [--keep-data]"
+        fi
+        ;;
+    restart)
+        (($# == 1)) || die "usage: $0 restart"
+        cmd_start 1
         ;;
     stop)
         (($# == 1)) || die "usage: $0 stop"
@@ -349,7 +386,7 @@ main() {
         printf '%s\n' "$bootstrap"
         ;;
     *)
-        die "usage: $0 start|stop|status|create-topic NAME PARTITIONS|bootstrap"
+        die "usage: $0 start [--keep-data]|restart|stop|status|create-topic NAME PARTITIONS|bootstrap"
         ;;
     esac
 }
