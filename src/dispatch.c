@@ -359,7 +359,7 @@ static void log_guard_change(struct worker *w, enum guard_mode before,
                   " key in CHATT2ME_API_KEY_FILE and send SIGHUP",
                   w->guard.config.auth_pause_after);
     else
-        log_info("dispatch", "the API answers again after %s; resuming",
+        log_info("dispatch", "the API responds again after %s; resuming",
                  guard_mode_name(before));
 }
 
@@ -378,7 +378,7 @@ static void record_for_guard(struct worker *w, struct job *job,
         log_guard_change(w, before, after);
 }
 
-/* Forgets the probe when its job goes away without an answer. */
+/* Forgets the probe when its job goes away without a response. */
 static void forget_probe(struct worker *w, struct job *job)
 {
     if (w->probe != job)
@@ -466,8 +466,8 @@ static void on_http_done(void *opaque, const struct http_response *resp)
         .body_len = resp->body_len,
     };
 
-    /* The job's partition knows its worker only through the loop; the
-     * HTTP client calls us from inside it, so fetch it from the job. */
+    /* The HTTP client passes only the job, which reaches its worker
+     * through its partition. */
     w = job->part->worker;
     job->transfer = NULL;
     if (resp->resent) {

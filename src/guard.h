@@ -1,7 +1,7 @@
 /* The API guard: notices when the API is down (a run of transport errors
- * or 5xx answers) or refuses our key (a run of 401 answers), holds all
+ * or 5xx responses) or rejects our key (a run of 401 responses), holds all
  * sending while that lasts, and lets one probe request through at a time,
- * with backoff, until an answer shows the API is back.
+ * with backoff, until a response shows the API is back.
  *
  * A pure state machine: the worker feeds it every attempt's outcome and
  * asks it whether to send. Holding pauses consumption, so no offset moves
@@ -14,7 +14,7 @@
 
 struct guard_config {
     int outage_after;       /* consecutive failures; 0 disables */
-    int auth_pause_after;   /* consecutive 401 answers; 0 disables */
+    int auth_pause_after;   /* consecutive 401 responses; 0 disables */
     int probe_base_ms;      /* first probe delay; doubles up to max */
     int probe_max_ms;
 };
@@ -29,7 +29,7 @@ struct guard {
     struct guard_config config;
     enum guard_mode mode;
     int failures;           /* transport errors or 5xx in a row */
-    int auth_failures;      /* 401 answers in a row */
+    int auth_failures;      /* 401 responses in a row */
     bool probe_in_flight;
     int64_t probe_due_ms;
     int64_t probe_delay_ms;
@@ -37,8 +37,8 @@ struct guard {
 
 void guard_init(struct guard *guard, const struct guard_config *config);
 
-/* Records the outcome of one attempt: http_status 0 means no answer
- * (transport error). was_probe says whether it was the probe. Returns
+/* Records the outcome of one attempt: http_status 0 means no response
+ * (transport error). was_probe tells whether it was the probe. Returns
  * the mode after it; a change of mode is the caller's cue to log, pause
  * or resume. random spreads the next probe's delay (full jitter). */
 enum guard_mode guard_record(struct guard *guard, long http_status,

@@ -289,7 +289,7 @@ static size_t on_read(char *buffer, size_t size, size_t count, void *userp)
 }
 
 /* libcurl rewinds the body only to send the request again: when a reused
- * connection died before any answer, it retries once on a new one. The
+ * connection died before any response, it retries once on a new one. The
  * server may have processed the first copy, so the resend is allowed only
  * where the caller allows it, and is reported either way. */
 static int on_seek(void *userp, curl_off_t offset, int origin)

@@ -34,7 +34,7 @@ struct http_response {
     const char *error;          /* libcurl's message on transport errors */
     double seconds;             /* duration of the attempt */
     /* libcurl sent the request a second time on a fresh connection, after
-     * a reused one died before any answer: a second, hidden attempt. */
+     * a reused one died before any response: a second, hidden attempt. */
     bool resent;
 };
 

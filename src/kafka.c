@@ -22,7 +22,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility,
 void kafka_log_error(rd_kafka_t *rk, int err, const char *reason)
 {
     /* Broker connection errors are retried by librdkafka itself; they are
-     * warnings until a fatal error says the client cannot go on. */
+     * warnings until a fatal error means the client cannot go on. */
     if (err == RD_KAFKA_RESP_ERR__FATAL)
         log_error("kafka", "%s: fatal error: %s", rd_kafka_name(rk), reason);
     else

@@ -25,7 +25,7 @@ static int signal_pipe[2] = {-1, -1};
 
 static void on_signal(int signo)
 {
-    /* The first signal asks for a drain; a second one means "now". */
+    /* The first signal starts a drain, and a second one exits at once. */
     signals_received++;
     if (signals_received > 1)
         _exit(128 + signo);
@@ -36,7 +36,7 @@ static void on_signal(int signo)
     errno = saved_errno;
 }
 
-/* SIGHUP asks the worker to re-read CHATT2ME_API_KEY_FILE. */
+/* SIGHUP makes the worker re-read CHATT2ME_API_KEY_FILE. */
 static void on_hangup(int signo)
 {
     int saved_errno = errno;
@@ -247,7 +247,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* The metrics and the health server start first, so /healthz answers
+    /* The metrics and the health server start first, so /healthz responds
      * while start-up waits for the brokers. */
     struct metrics *metrics = metrics_new();
     struct health *health = NULL;

@@ -96,7 +96,7 @@ void produce_retry_queued(struct worker *w)
     }
 }
 
-/* Counted once Kafka holds the record, so a result produced twice after
+/* Counted once Kafka has acknowledged the record, so a result produced twice after
  * a failure is not counted twice. */
 static void count_outcome(struct worker *w, const struct job *job)
 {

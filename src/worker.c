@@ -112,8 +112,8 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     w->stats.commit_failures++;
     metrics_commit_failure(w->metrics);
 
-    /* While the coordinator is away every commit interval fails the same
-     * way; one line per period with a count says as much. */
+    /* While the coordinator is away, every commit fails the same way, so
+     * one line per period with a count is enough. */
     int64_t now = util_now_mono_ms();
     w->commit_failures_unlogged++;
     if (now < w->commit_failure_log_due_ms)
@@ -484,8 +484,8 @@ static bool want_paused(struct worker *w)
            w->guard.mode != GUARD_OPEN;
 }
 
-/* The group still sees a paused worker polling, so it is never evicted
- * for being slow. */
+/* A paused worker keeps polling, so the group never evicts it for being
+ * slow. */
 static void control_flow(struct worker *w)
 {
     bool paused = want_paused(w);
