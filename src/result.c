@@ -44,23 +44,34 @@ static void buffer_puts(struct buffer *buf, const char *s)
 /* Appends s as a JSON string. Input is UTF-8 (validated on the way in, or
  * cleaned by the classifier); only quotes, backslashes and control
  * characters need escaping. */
+static bool needs_escape(unsigned char c)
+{
+    return c == '"' || c == '\\' || c < 0x20 || c == 0x7f;
+}
+
 static void buffer_put_string(struct buffer *buf, const char *s)
 {
+    const char *run = s;
+
     buffer_reserve(buf, strlen(s) + 2);
     buffer_append(buf, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    /* Copies runs of plain characters at once: most values need no escape. */
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
         char escaped[8];
-        if (*p == '"' || *p == '\\') {
-            escaped[0] = '\\';
-            escaped[1] = (char)*p;
-            buffer_append(buf, escaped, 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            int n = snprintf(escaped, sizeof(escaped), "\\u%04x", *p);
-            buffer_append(buf, escaped, (size_t)n);
-        } else {
-            buffer_append(buf, (const char *)p, 1);
-        }
+        int n;
+
+        if (!needs_escape(c))
+            continue;
+        buffer_append(buf, run, (size_t)(p - run));
+        if (c == '"' || c == '\\')
+            n = snprintf(escaped, sizeof(escaped), "\\%c", c);
+        else
+            n = snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+        buffer_append(buf, escaped, (size_t)n);
+        run = p + 1;
     }
+    buffer_append(buf, run, strlen(run));
     buffer_append(buf, "\"", 1);
 }
 
@@ -109,6 +120,9 @@ char *result_encode(const struct job *job, int64_t completed_wall_ms,
     const struct job_outcome *outcome = &job->outcome;
     struct buffer buf = {0};
     char received[32];
+
+    /* A typical result fits, so the buffer grows at most once. */
+    buffer_reserve(&buf, 1024 + (req && req->metadata_json ? req->metadata_len : 0));
     char completed[32];
 
     util_format_rfc3339(job->received_wall_ms, received, sizeof(received));

@@ -82,14 +82,23 @@ int64_t util_now_wall_ms(void)
 
 void util_format_rfc3339(int64_t wall_ms, char *buf, size_t size)
 {
+    /* Every result formats two timestamps, mostly within the same second:
+     * the date and time part is formatted once per second per thread. */
+    static _Thread_local time_t cached_seconds = (time_t)-1;
+    static _Thread_local char cached[64];
     time_t seconds = (time_t)(wall_ms / 1000);
     int millis = (int)(wall_ms % 1000);
-    struct tm tm;
 
-    gmtime_r(&seconds, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, millis);
+    if (seconds != cached_seconds) {
+        struct tm tm;
+
+        gmtime_r(&seconds, &tm);
+        snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        cached_seconds = seconds;
+    }
+    snprintf(buf, size, "%s.%03dZ", cached, millis);
 }
 
 char *util_snprintf(char *buf, size_t size, const char *fmt, ...)

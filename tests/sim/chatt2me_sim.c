@@ -362,7 +362,7 @@ static void usage(FILE *out)
             "                        (default %u)\n"
             "  --port-file FILE      write the bound port to FILE once listening\n"
             "  --threads N           libmicrohttpd threads, each with its own epoll set\n"
-            "                        (default 1)\n"
+            "                        (default 4)\n"
             "  --max-connections N   concurrent connection limit (default %u)\n"
             "  --quiet               print nothing but fatal errors\n"
             "  --help                print this help\n"
@@ -451,7 +451,7 @@ static int parse_options(int argc, char **argv, struct options *opts, struct sim
 
     *opts = (struct options){
         .bind = "127.0.0.1",
-        .threads = 1,
+        .threads = 4,
         .max_connections = DEFAULT_MAX_CONNECTIONS,
         .log_memory_mb = DEFAULT_LOG_MEMORY_MB,
     };
