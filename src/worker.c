@@ -686,16 +686,25 @@ static void finish_shutdown(struct worker *w)
 
     log_info("worker", "stopped: consumed %" PRIu64 ", sent %" PRIu64
              ", failed %" PRIu64 ", rejected %" PRIu64 ", dead-lettered %" PRIu64
-             ", retries %" PRIu64 ", released for redelivery %" PRIu64,
+             ", retries %" PRIu64 ", released for redelivery %" PRIu64
+             ", content of unchecked kinds %" PRIu64,
              w->stats.consumed, w->stats.sent, w->stats.failed,
              w->stats.rejected, w->stats.dead_lettered, w->stats.retries,
-             w->stats.dropped);
+             w->stats.dropped, w->stats.passed_through);
 }
 
 int worker_run(struct worker *w)
 {
     char fatal[512];
 
+    /* Each pause drops the records librdkafka fetched ahead, and the refetch
+     * after resuming takes a while: a bound close to the in-flight limit
+     * pauses all the time. */
+    if (w->cfg->max_buffered < 4 * w->cfg->max_in_flight)
+        log_warn("worker", "worker.max_buffered (%d) is below 4 times"
+                 " worker.max_in_flight (%d); consumption will pause often and"
+                 " throughput suffer; raise max_buffered",
+                 w->cfg->max_buffered, w->cfg->max_in_flight);
     log_info("worker", "started: group \"%s\", requests from \"%s\", results to"
              " \"%s\", dead letters to \"%s\", up to %d requests in flight",
              w->cfg->group_id, w->cfg->requests_topic, w->cfg->results_topic,

@@ -120,7 +120,7 @@ def test_second_sigterm_exits_at_once(bootstrap, topics, sim, worker_factory):
     text = f"private-text-{uuid.uuid4().hex}"
     to = recipient("whatsapp", 9)
     # The simulator responds to every send only after 60 s, so a drain
-    # would wait for its full timeout (30 s by default).
+    # would wait for its full timeout (20 s by default).
     sim.set_mode(delay_ms=60000)
     records = [{"key": f"k{i}".encode(),
                 "value": request_value(f"req-slow-{i}-{uuid.uuid4().hex}", "whatsapp",
