@@ -1550,3 +1550,49 @@ void config_print_env_help(FILE *out)
         fprintf(out, "      %s\n", e->description);
     }
 }
+
+/* Variables outside the table that are read all the same: by main, by the
+ * key loader, and by the simulator in the tests. */
+static bool env_name_known(const char *name, size_t len)
+{
+    static const char *const others[] = {"CHATT2ME_CONFIG", API_KEY_ENV,
+                                         API_KEY_FILE_ENV};
+
+    if (len >= 13 && strncmp(name, "CHATT2ME_SIM_", 13) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        if (strlen(others[i]) == len && strncmp(name, others[i], len) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < ENTRY_COUNT; i++) {
+        const struct entry *e = &entries[i];
+        size_t env_len = strlen(e->env);
+
+        if (e->type == ENTRY_PROPERTIES) {
+            if (len > env_len && strncmp(name, e->env, env_len) == 0)
+                return true;
+        } else if (env_len == len && strncmp(name, e->env, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void config_find_unknown_env(char *const *environ_list,
+                             void (*warn)(const char *name))
+{
+    for (char *const *item = environ_list; item && *item; item++) {
+        const char *equals = strchr(*item, '=');
+        size_t len = equals ? (size_t)(equals - *item) : strlen(*item);
+        char name[128];
+
+        if (len < 9 || strncmp(*item, "CHATT2ME_", 9) != 0 ||
+            env_name_known(*item, len))
+            continue;
+        if (len >= sizeof(name))
+            len = sizeof(name) - 1;
+        memcpy(name, *item, len);
+        name[len] = '\0';
+        warn(name);
+    }
+}

@@ -128,6 +128,11 @@ bool config_property_is_sensitive(const char *name);
  * for --help. */
 void config_print_env_help(FILE *out);
 
+/* Calls warn(name) for every CHATT2ME_* variable in environ_list that no
+ * setting reads, so that a misspelt variable does not go unnoticed. */
+void config_find_unknown_env(char *const *environ_list,
+                             void (*warn)(const char *name));
+
 void config_free(struct config *cfg);
 
 #endif

@@ -370,8 +370,8 @@ struct health *health_start(const char *address, int port,
 
     info = MHD_get_daemon_info(health->daemon, MHD_DAEMON_INFO_BIND_PORT);
     health->port = info != NULL && info->port != 0 ? info->port : port;
-    log_info("health", "health server listening on %s%s%s:%d", ipv6 ? "[" : "",
-             address, ipv6 ? "]" : "", health->port);
+    /* main logs the listening address once the server is up. */
+    (void)ipv6;
     return health;
 }
 

@@ -200,6 +200,26 @@ rd_kafka_t *kafka_producer_new(const struct config *cfg,
     return rk;
 }
 
+int kafka_check_config(const struct config *cfg, char *errstr,
+                       size_t errstr_size)
+{
+    const char *const none[] = {NULL};
+    const struct kafka_callbacks callbacks = {0};
+    rd_kafka_conf_t *conf;
+
+    conf = build_conf(cfg, &callbacks, none, &cfg->consumer_properties, none,
+                      errstr, errstr_size);
+    if (!conf)
+        return -1;
+    rd_kafka_conf_destroy(conf);
+    conf = build_conf(cfg, &callbacks, none, &cfg->producer_properties, none,
+                      errstr, errstr_size);
+    if (!conf)
+        return -1;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
 static const rd_kafka_metadata_topic_t *
 find_topic(const rd_kafka_metadata_t *metadata, const char *name)
 {

@@ -42,6 +42,12 @@ rd_kafka_t *kafka_producer_new(const struct config *cfg,
                                const struct kafka_callbacks *callbacks,
                                char *errstr, size_t errstr_size);
 
+/* Builds the consumer's and the producer's librdkafka configurations
+ * without creating clients, so that --check-config reports a property
+ * librdkafka rejects. Returns 0, or -1 with errstr. */
+int kafka_check_config(const struct config *cfg, char *errstr,
+                       size_t errstr_size);
+
 /* Checks that each topic exists, asking the cluster for metadata within
  * timeout_ms. brokers is the configured list, named in the error. Returns
  * 0, or -1 with errstr naming the missing topic or the brokers. */

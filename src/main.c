@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "health.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -78,7 +79,8 @@ static void disable_core_dumps(void)
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: chatt2me-worker [--config FILE] [--check-config]\n"
+            "Usage: chatt2me-worker [-c FILE] [--check-config | --healthcheck]\n"
+            "       chatt2me-worker -h | -V\n"
             "\n"
             "Consumes send requests from Kafka, sends them through the Hub\n"
             "Chatt2.me API and produces one result record per request.\n"
@@ -147,9 +149,17 @@ static const char *env_lookup(const char *name)
     return getenv(name);
 }
 
+static void warn_unknown_env(const char *name)
+{
+    fprintf(stderr, "chatt2me-worker: warning: %s is not a setting of this"
+                    " worker and is ignored; check its spelling in --help\n",
+            name);
+}
+
 static int load_config(struct config *cfg, const struct options *opts,
                        char *errstr, size_t errstr_size)
 {
+    config_find_unknown_env(environ, warn_unknown_env);
     config_set_defaults(cfg);
     if (opts->config_path &&
         config_load_file(cfg, opts->config_path, errstr, errstr_size) != 0)
@@ -159,7 +169,9 @@ static int load_config(struct config *cfg, const struct options *opts,
         return -1;
     if (config_load_api_key(cfg, env_lookup, errstr, errstr_size) != 0)
         return -1;
-    return config_validate(cfg, errstr, errstr_size);
+    if (config_validate(cfg, errstr, errstr_size) != 0)
+        return -1;
+    return kafka_check_config(cfg, errstr, errstr_size);
 }
 
 static size_t discard_body(char *data, size_t size, size_t count, void *userp)
