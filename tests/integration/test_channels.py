@@ -2,11 +2,15 @@
 the HTTP request the simulator received."""
 
 import json
+import os
 import uuid
 
+import jsonschema
+import pytest
 from conftest import (CHANNELS, RFC3339_MS, SAMPLE_RECIPIENTS, UUID_RE, assert_log_private,
                       assert_records_free_of, body_of, consume, entries_for, index_results,
-                      parse_rfc3339, produce, request_value, run_worker, worker_env)
+                      parse_rfc3339, produce, request_value, required_env, run_worker,
+                      worker_env)
 
 # Content whose exact bytes a JSON round trip would change: a trailing zero,
 # a number beyond double range, an integer beyond 64 bits, a negative zero,
@@ -38,7 +42,25 @@ def content_span(body):
     return body[start:end]
 
 
-def test_send_on_every_channel(bootstrap, topics, sim, worker_factory):
+@pytest.fixture(scope="module")
+def result_validator():
+    """Return a validator for docs/schemas/result.schema.json, the documented
+    layout of a result record."""
+    path = os.path.join(required_env("C2M_SOURCE_DIR"), "docs", "schemas", "result.schema.json")
+    with open(path, encoding="utf-8") as schema_file:
+        schema = json.load(schema_file)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def assert_matches_schema(validator, record):
+    errors = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+              for e in validator.iter_errors(record.json())]
+    assert errors == [], (f"result {record.topic} [{record.partition}] @{record.offset} "
+                          f"does not match result.schema.json: {errors[:5]}")
+
+
+def test_send_on_every_channel(bootstrap, topics, sim, worker_factory, result_validator):
     requests = []
     for channel in CHANNELS:
         text = f"private-text-{uuid.uuid4().hex}"
@@ -76,6 +98,8 @@ def test_send_on_every_channel(bootstrap, topics, sim, worker_factory):
     assert len(results) == len(requests), (
         f"expected {len(requests)} results, got {len(results)}{worker.log_tail()}")
     assert dead_letters == [], f"unexpected dead letters: {dead_letters}"
+    for record in results:
+        assert_matches_schema(result_validator, record)
 
     for request, where in zip(requests, placed):
         rid = request["id"]

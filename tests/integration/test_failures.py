@@ -2,11 +2,32 @@
 letter) and records the worker rejects before any HTTP call."""
 
 import json
+import os
 import uuid
 
+import jsonschema
+import pytest
 from conftest import (RFC3339_MS, SAMPLE_RECIPIENTS, assert_log_private, assert_records_free_of,
                       by_source, consume, entries_for, index_results, produce, recipient,
-                      request_value)
+                      request_value, required_env)
+
+
+@pytest.fixture(scope="module")
+def result_validator():
+    """Return a validator for docs/schemas/result.schema.json, the documented
+    layout of a result record."""
+    path = os.path.join(required_env("C2M_SOURCE_DIR"), "docs", "schemas", "result.schema.json")
+    with open(path, encoding="utf-8") as schema_file:
+        schema = json.load(schema_file)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def assert_matches_schema(validator, record):
+    errors = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+              for e in validator.iter_errors(record.json())]
+    assert errors == [], (f"result {record.topic} [{record.partition}] @{record.offset} "
+                          f"does not match result.schema.json: {errors[:5]}")
 
 
 def check_failed(result, channel, error_class, code, http_status):
@@ -21,7 +42,7 @@ def check_failed(result, channel, error_class, code, http_status):
     assert result["message_id"] is None, f"{rid}: message_id {result['message_id']}"
 
 
-def test_api_errors_give_failed_results(bootstrap, topics, sim, worker_factory):
+def test_api_errors_give_failed_results(bootstrap, topics, sim, worker_factory, result_validator):
     texts = {name: f"private-text-{uuid.uuid4().hex}" for name in ("400", "404", "2xx")}
     bad_request_to = recipient("instagram", 400)
     send_error_to = recipient("whatsapp", 130472)
@@ -56,6 +77,8 @@ def test_api_errors_give_failed_results(bootstrap, topics, sim, worker_factory):
     by_id = index_results(results)
 
     assert len(results) == len(records), f"expected {len(records)} results, got {len(results)}{worker.log_tail()}"
+    for record in results:
+        assert_matches_schema(result_validator, record)
     for name, (rid, _, _, _) in cases.items():
         assert len(by_id[rid]) == 1, f"{name}: expected one result, got {len(by_id[rid])}"
         assert len(entries_for(log, rid)) == 1, (
@@ -82,7 +105,7 @@ def test_api_errors_give_failed_results(bootstrap, topics, sim, worker_factory):
     assert_log_private(worker, list(texts.values()) + [bad_request_to, send_error_to, not_found_to])
 
 
-def test_unauthorized_goes_to_dead_letter(bootstrap, topics, sim, worker_factory):
+def test_unauthorized_goes_to_dead_letter(bootstrap, topics, sim, worker_factory, result_validator):
     text = f"private-text-{uuid.uuid4().hex}"
     to_401 = recipient("whatsapp", 401)
     to_ok = recipient("whatsapp", 200)
@@ -122,6 +145,8 @@ def test_unauthorized_goes_to_dead_letter(bootstrap, topics, sim, worker_factory
     assert len(results) == 1, f"expected only the result of {rid_ok}, got {[r.json()['id'] for r in results]}"
     assert results[0].json()["id"] == rid_ok, f"unexpected result {results[0].json()}"
     assert results[0].json()["status"] == "sent", f"{rid_ok}: {results[0].json()}"
+    for record in results:
+        assert_matches_schema(result_validator, record)
     assert len(entries_for(log, rid_headers)) == 1, "a 401 must not be retried"
     assert len(entries_for(log, rid_bare)) == 1, "a 401 must not be retried"
     for record in results:
@@ -164,7 +189,7 @@ def test_unauthorized_goes_to_dead_letter(bootstrap, topics, sim, worker_factory
     assert_log_private(worker, [text, to_401, to_ok])
 
 
-def test_invalid_records_are_rejected(bootstrap, topics, sim, worker_factory):
+def test_invalid_records_are_rejected(bootstrap, topics, sim, worker_factory, result_validator):
     text = f"private-text-{uuid.uuid4().hex}"
     wa_from = sim.channel_ids["whatsapp"]
     wa_to = SAMPLE_RECIPIENTS["whatsapp"]
@@ -219,6 +244,8 @@ def test_invalid_records_are_rejected(bootstrap, topics, sim, worker_factory):
 
     assert len(results) == len(records), f"expected {len(records)} results, got {len(results)}{worker.log_tail()}"
     assert dead_letters == [], "an invalid record went to the dead-letter topic"
+    for record in results:
+        assert_matches_schema(result_validator, record)
     for (name, value, code, expected_id, channel), where in zip(cases, placed):
         matches = found.get((where.partition, where.offset), [])
         assert len(matches) == 1, f"{name}: expected one result at offset {where}, got {len(matches)}"
