@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <libconfig.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -177,10 +178,12 @@ static const struct entry entries[] = {
      "Maximum number of consumed requests without a result yet; at least "
      "max_in_flight."},
     {"worker.max_request_bytes", "CHATT2ME_WORKER_MAX_REQUEST_BYTES",
-     ENTRY_SIZE, OFFSET(max_request_bytes), "1048576", 1024, 104857600,
+     ENTRY_SIZE, OFFSET(max_request_bytes), "921600", 1024, 104857600,
      "bytes", 0, NULL,
      "Maximum size in bytes of a request record; larger records are "
-     "rejected unread."},
+     "rejected unread. Keep it about 64 KiB below the max.message.bytes of "
+     "the results and dead-letter topics (1 MB by default), because a "
+     "result echoes the metadata and a dead letter copies the record."},
     {"worker.drain_timeout_ms", "CHATT2ME_WORKER_DRAIN_TIMEOUT_MS", ENTRY_INT,
      OFFSET(drain_timeout_ms), "20000", 0, 3600000, "ms", 0, NULL,
      "Maximum time in ms that shutdown waits for in-flight requests."},
@@ -337,6 +340,62 @@ static int check_topic(const char *value, char *reason, size_t reason_size)
     return 0;
 }
 
+/* Parses the URL as libcurl will, so that a typo stops the worker at
+ * start instead of failing every request: printable ASCII only, a host,
+ * a port in range, and no "." or ".." path segments, which libcurl would
+ * resolve to a path outside the configured prefix. */
+static int check_url_syntax(const char *value, char *reason,
+                            size_t reason_size)
+{
+    CURLU *url = curl_url();
+    char *host = NULL;
+    char *path = NULL;
+    int status = -1;
+
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            util_snprintf(reason, reason_size,
+                          "the URL contains a character that is not printable"
+                          " ASCII at byte %zu",
+                          (size_t)(p - (const unsigned char *)value));
+            goto out;
+        }
+    }
+    if (!url || curl_url_set(url, CURLUPART_URL, value, 0) != CURLUE_OK) {
+        util_snprintf(reason, reason_size, "\"%.*s\" is not a valid URL",
+                      QUOTED_VALUE_MAX, value);
+        goto out;
+    }
+    if (curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        host[0] == '\0') {
+        util_snprintf(reason, reason_size, "\"%.*s\" has no host name",
+                      QUOTED_VALUE_MAX, value);
+        goto out;
+    }
+    /* Checked on the text as written, because libcurl's parser already
+     * resolves the segments away. */
+    const char *slash = strchr(strstr(value, "://") + 3, '/');
+    size_t tail_len = slash ? strlen(slash) : 0;
+    char *tail = xmalloc(tail_len + 2);
+    memcpy(tail, slash ? slash : "", tail_len);
+    memcpy(tail + tail_len, "/", 2);
+    bool dot_segment = strstr(tail, "/./") || strstr(tail, "/../");
+    free(tail);
+    if (dot_segment) {
+        util_snprintf(reason, reason_size,
+                      "\"%.*s\" must not contain \".\" or \"..\" path segments",
+                      QUOTED_VALUE_MAX, value);
+        goto out;
+    }
+    status = 0;
+
+out:
+    curl_free(host);
+    curl_free(path);
+    curl_url_cleanup(url);
+    return status;
+}
+
 static int check_base_url(const char *value, char *reason, size_t reason_size)
 {
     const char *authority;
@@ -378,7 +437,7 @@ static int check_base_url(const char *value, char *reason, size_t reason_size)
                       QUOTED_VALUE_MAX, value);
         return -1;
     }
-    return 0;
+    return check_url_syntax(value, reason, reason_size);
 }
 
 /* Accepts only a numeric address: the health server binds the one

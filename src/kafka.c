@@ -246,7 +246,7 @@ int kafka_check_topics(rd_kafka_t *rk, const char *brokers,
                       " %d ms: %s; check kafka.brokers and that the brokers"
                       " are running",
                       brokers, timeout_ms, rd_kafka_err2str(err));
-        return -1;
+        return KAFKA_UNREACHABLE;
     }
 
     for (size_t i = 0; i < count; i++) {

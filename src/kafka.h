@@ -51,6 +51,10 @@ int kafka_check_config(const struct config *cfg, char *errstr,
 /* Checks that each topic exists, asking the cluster for metadata within
  * timeout_ms. brokers is the configured list, named in the error. Returns
  * 0, or -1 with errstr naming the missing topic or the brokers. */
+/* kafka_check_topics() result when no broker answered in time, which a
+ * caller may retry; -1 is final (a topic is missing or unusable). */
+#define KAFKA_UNREACHABLE (-2)
+
 int kafka_check_topics(rd_kafka_t *rk, const char *brokers,
                        const char *const *topics, size_t count,
                        int timeout_ms, char *errstr, size_t errstr_size);

@@ -30,20 +30,37 @@ static void on_signal(int signo)
     signals_received++;
     if (signals_received > 1)
         _exit(128 + signo);
+    worker_stop_requested = 1;
 
+    /* A full pipe already wakes the loop, so a failed write loses nothing. */
     int saved_errno = errno;
     ssize_t written = write(signal_pipe[1], "s", 1);
     (void)written;
     errno = saved_errno;
 }
 
+/* The shutdown watchdog (see begin_shutdown) fired. */
+static void on_alarm(int signo)
+{
+    static const char message[] =
+        "chatt2me-worker: shutdown did not finish in time; exiting\n";
+    ssize_t written = write(STDERR_FILENO, message, sizeof(message) - 1);
+
+    (void)signo;
+    (void)written;
+    _exit(1);
+}
+
 /* SIGHUP makes the worker re-read CHATT2ME_API_KEY_FILE. */
 static void on_hangup(int signo)
 {
+    (void)signo;
+    if (worker_reload_requested)
+        return; /* one reload covers a burst of SIGHUPs */
+    worker_reload_requested = 1;
+
     int saved_errno = errno;
     ssize_t written = write(signal_pipe[1], "h", 1);
-
-    (void)signo;
     (void)written;
     errno = saved_errno;
 }
@@ -61,6 +78,9 @@ static int install_signals(void)
         return -1;
     action.sa_handler = on_hangup;
     if (sigaction(SIGHUP, &action, NULL) != 0)
+        return -1;
+    action.sa_handler = on_alarm;
+    if (sigaction(SIGALRM, &action, NULL) != 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
@@ -278,7 +298,10 @@ int main(int argc, char **argv)
 
     struct worker *worker = worker_new(&cfg, signal_pipe[0], metrics, health,
                                        errstr, sizeof(errstr));
-    if (!worker) {
+    if (!worker && worker_stop_requested) {
+        log_info("main", "stopped during start-up by a signal");
+        status = WORKER_EXIT_OK;
+    } else if (!worker) {
         log_error("main", "cannot start: %s", errstr);
         status = WORKER_EXIT_STARTUP;
     } else {

@@ -23,12 +23,18 @@
 enum wake_tag { WAKE_CONSUMER = 1, WAKE_PRODUCER, WAKE_SIGNAL };
 static int wake_tags[] = {0, WAKE_CONSUMER, WAKE_PRODUCER, WAKE_SIGNAL};
 
+volatile sig_atomic_t worker_stop_requested;
+volatile sig_atomic_t worker_reload_requested;
+
 /* Records consumed per iteration, so HTTP and results keep flowing while
  * a deep backlog is read. */
 #define CONSUME_BATCH 500
 /* The loop wakes at least this often to poll the consumer, which keeps
  * the group membership alive even when nothing arrives. */
 #define MAX_IDLE_MS 200
+/* Seconds after the drain deadline by which the process is gone: the
+ * final flush (5 s), leaving the group and destroying the clients. */
+#define SHUTDOWN_GRACE_SECONDS 10
 /* At most one commit failure warning per this period. */
 #define COMMIT_FAILURE_LOG_PERIOD_MS 10000
 
@@ -174,11 +180,24 @@ static int check_topics_and_subscribe(struct worker *w, char *errstr,
                                   cfg->dead_letter_topic};
     char reason[512];
 
-    if (kafka_check_topics(w->producer, cfg->brokers, topics, 3,
-                           cfg->startup_timeout_ms, reason,
-                           sizeof(reason)) != 0) {
-        util_snprintf(errstr, errstr_size, "%s", reason);
-        return -1;
+    /* Short metadata requests until the deadline, so that a stop signal
+     * during start-up is honoured within a second. */
+    int64_t deadline = util_now_mono_ms() + cfg->startup_timeout_ms;
+    for (;;) {
+        int64_t left = deadline - util_now_mono_ms();
+        int slice = left > 1000 ? 1000 : (int)(left > 0 ? left : 1);
+        int status = kafka_check_topics(w->producer, cfg->brokers, topics, 3,
+                                        slice, reason, sizeof(reason));
+        if (status == 0)
+            break;
+        if (worker_stop_requested) {
+            util_snprintf(errstr, errstr_size, "start-up stopped by a signal");
+            return -1;
+        }
+        if (status != KAFKA_UNREACHABLE || util_now_mono_ms() >= deadline) {
+            util_snprintf(errstr, errstr_size, "%s", reason);
+            return -1;
+        }
     }
 
     rd_kafka_topic_partition_list_t *subscription =
@@ -432,6 +451,12 @@ static void begin_shutdown(struct worker *w, const char *why)
         return;
     w->stopping = true;
     health_set(w->health, HEALTH_STOPPING, true);
+    /* A watchdog for what the drain deadline cannot bound: closing the
+     * consumer and destroying the clients can block while Kafka is down.
+     * main's SIGALRM handler ends the process when it fires. */
+    int budget_ms = w->produce_failed ? w->cfg->produce_failure_exit_ms
+                                      : w->cfg->drain_timeout_ms;
+    alarm((unsigned)(budget_ms / 1000) + SHUTDOWN_GRACE_SECONDS);
     w->stop_deadline_ms = util_now_mono_ms() +
                           (w->produce_failed ? w->cfg->produce_failure_exit_ms
                                              : w->cfg->drain_timeout_ms);
@@ -498,21 +523,17 @@ static void control_flow(struct worker *w)
     set_paused(w, paused);
 }
 
-/* Reads the bytes main's signal handlers wrote: 'h' for SIGHUP, anything
- * else for SIGTERM or SIGINT. */
+/* Acts on the flags main's signal handlers set; the pipe bytes only wake
+ * the loop. */
 static void handle_signals(struct worker *w)
 {
-    char buf[64];
-    ssize_t n;
-
-    while ((n = read(w->signal_fd, buf, sizeof(buf))) > 0) {
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i] == 'h')
-                worker_reload_api_key(w, false);
-            else
-                begin_shutdown(w, "signal received");
-        }
+    drain_fd(w->signal_fd);
+    if (worker_reload_requested) {
+        worker_reload_requested = 0;
+        worker_reload_api_key(w, false);
     }
+    if (worker_stop_requested)
+        begin_shutdown(w, "signal received");
 }
 
 void worker_reload_api_key(struct worker *w, bool quiet)

@@ -5,7 +5,16 @@
 
 #include "config.h"
 
+#include <signal.h>
+
 struct worker;
+
+/* Set by main's signal handlers, read by the loop: a stop (SIGTERM or
+ * SIGINT) and a key reload (SIGHUP). Flags rather than pipe bytes alone,
+ * so that no signal is lost when the wake-up pipe is full, and a burst of
+ * SIGHUPs reloads once. */
+extern volatile sig_atomic_t worker_stop_requested;
+extern volatile sig_atomic_t worker_reload_requested;
 
 /* Exit codes of worker_run(), also the process's exit codes. */
 enum worker_exit {
@@ -15,7 +24,8 @@ enum worker_exit {
     WORKER_EXIT_FATAL = 4,          /* a Kafka client failed fatally */
 };
 
-/* Creates the clients and checks that the topics exist. cfg and
+/* Creates the clients and checks that the topics exist. A stop signal
+ * during start-up makes it return NULL with worker_stop_requested set. cfg and
  * metrics must outlive the worker. signal_fd is the read end of a pipe that receives a byte
  * for every SIGTERM or SIGINT. Returns NULL with errstr on failure. */
 struct metrics;

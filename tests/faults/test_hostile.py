@@ -9,7 +9,7 @@ import uuid
 from faults_b_util import header_lines, it, produce_large, raw_http, read_topic
 
 # The requests topic and the producer accept records up to this size, so
-# that a 10 MiB record reaches the worker, whose own limit is 1 MiB.
+# that a 10 MiB record reaches the worker, whose own limit is 900 KiB.
 BIG_RECORD_BYTES = 16 * 1024 * 1024
 TEN_MIB = 10 * 1024 * 1024
 

@@ -55,7 +55,7 @@ REQUESTS_PARTITIONS = 4
 RESULTS_PARTITIONS = 4
 DEAD_LETTER_PARTITIONS = 1
 # The requests topic accepts records up to this size, so that a test can
-# send a record larger than the worker's own limit (1 MiB by default).
+# send a record larger than the worker's own limit (900 KiB by default).
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -164,7 +164,7 @@ static void test_defaults_documented_values(void **state)
     assert_false(cfg->retry_payment_on_unknown_outcome);
     assert_int_equal(cfg->max_in_flight, 256);
     assert_int_equal(cfg->max_buffered, 4096);
-    assert_int_equal(cfg->max_request_bytes, 1048576);
+    assert_int_equal(cfg->max_request_bytes, 921600);
     assert_int_equal(cfg->drain_timeout_ms, 20000);
     assert_int_equal(cfg->revoke_timeout_ms, 15000);
     assert_int_equal(cfg->produce_failure_exit_ms, 60000);
@@ -436,6 +436,13 @@ static void test_file_invalid_values(void **state)
         {"api = { base_url = \"ftp://example.com\"; };",
          "api.base_url: \"ftp://example.com\" must start with https://"},
         {"api = { base_url = \"https://\"; };", "has no host name"},
+        {"api = { base_url = \"http://127.0.0.1:99999\"; };",
+         "is not a valid URL"},
+        {"api = { base_url = \"http://[::1\"; };", "is not a valid URL"},
+        {"api = { base_url = \"http://h/a/../..\"; };",
+         "path segments"},
+        {"api = { base_url = \"http://h/./v1\"; };", "path segments"},
+        {"api = { base_url = \"http://h\xc3\xa9x\"; };", "not printable ASCII"},
         {"api = { base_url = \"https://u:p@host\"; };",
          "must not contain credentials"},
         {"api = { base_url = \"https://host/v1?x=1\"; };",
