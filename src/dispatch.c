@@ -64,17 +64,6 @@ static void ready_remove(struct worker *w, struct job *job)
     }
 }
 
-static struct partition_state *find_partition(struct worker *w,
-                                              const char *topic,
-                                              int32_t partition)
-{
-    for (struct partition_state *part = w->partitions; part; part = part->next) {
-        if (part->partition == partition && strcmp(part->topic, topic) == 0)
-            return part;
-    }
-    return NULL;
-}
-
 void dispatch_job_free(struct worker *w, struct job *job)
 {
     struct partition_state *part = job->part;
@@ -213,7 +202,7 @@ static void enqueue(struct worker *w, struct job *job)
 void dispatch_record(struct worker *w, rd_kafka_message_t *rkm)
 {
     const char *topic = rd_kafka_topic_name(rkm->rkt);
-    struct partition_state *part = find_partition(w, topic, rkm->partition);
+    struct partition_state *part = worker_partition_find(w, topic, rkm->partition);
 
     if (!part || part->revoking) {
         /* A record of a partition we no longer own: its new owner will

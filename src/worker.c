@@ -282,7 +282,7 @@ static struct partition_state *partition_add(struct worker *w,
     return part;
 }
 
-static struct partition_state *partition_find(struct worker *w,
+struct partition_state *worker_partition_find(struct worker *w,
                                               const char *topic,
                                               int32_t partition)
 {
@@ -331,7 +331,7 @@ static size_t live_jobs_of(const struct worker *w,
     size_t count = 0;
 
     for (int i = 0; i < partitions->cnt; i++) {
-        struct partition_state *part = partition_find(
+        struct partition_state *part = worker_partition_find(
             (struct worker *)w, partitions->elems[i].topic,
             partitions->elems[i].partition);
         if (part)
@@ -355,7 +355,7 @@ static void revoke_partitions(struct worker *w,
         deadline = util_now_mono_ms();
 
     for (int i = 0; i < partitions->cnt; i++) {
-        struct partition_state *part = partition_find(
+        struct partition_state *part = worker_partition_find(
             w, partitions->elems[i].topic, partitions->elems[i].partition);
         if (!part)
             continue;
@@ -367,7 +367,7 @@ static void revoke_partitions(struct worker *w,
         run_once(w, 50, false /* the consumer is mid-callback */);
 
     for (int i = 0; i < partitions->cnt; i++) {
-        struct partition_state *part = partition_find(
+        struct partition_state *part = worker_partition_find(
             w, partitions->elems[i].topic, partitions->elems[i].partition);
         if (!part)
             continue;
@@ -391,7 +391,7 @@ static void revoke_partitions(struct worker *w,
     }
 
     for (int i = 0; i < partitions->cnt; i++) {
-        struct partition_state *part = partition_find(
+        struct partition_state *part = worker_partition_find(
             w, partitions->elems[i].topic, partitions->elems[i].partition);
         if (part)
             partition_release(w, part);
@@ -404,7 +404,7 @@ static void assign_partitions(struct worker *w,
     for (int i = 0; i < partitions->cnt; i++) {
         const char *topic = partitions->elems[i].topic;
         int32_t partition = partitions->elems[i].partition;
-        if (!partition_find(w, topic, partition))
+        if (!worker_partition_find(w, topic, partition))
             partition_add(w, topic, partition);
         log_info("worker", "assigned %s [%" PRId32 "]", topic, partition);
     }

@@ -102,6 +102,12 @@ struct worker {
 /* worker.c */
 void worker_reload_api_key(struct worker *w, bool quiet);
 
+/* Returns the assigned partition's state, or NULL when it is not
+ * assigned (or is being revoked and already released). */
+struct partition_state *worker_partition_find(struct worker *w,
+                                              const char *topic,
+                                              int32_t partition);
+
 /* dispatch.c */
 uint64_t dispatch_random(struct worker *w);
 void dispatch_record(struct worker *w, rd_kafka_message_t *rkm);
