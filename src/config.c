@@ -341,9 +341,10 @@ static int check_topic(const char *value, char *reason, size_t reason_size)
 }
 
 /* Parses the URL as libcurl will, so that a typo stops the worker at
- * start instead of failing every request: printable ASCII only, a host,
- * a port in range, and no "." or ".." path segments, which libcurl would
- * resolve to a path outside the configured prefix. */
+ * start instead of failing every request. The URL must be printable
+ * ASCII with a host and a port in range. It must have no "." or ".." path
+ * segments, because libcurl would resolve them to a path outside the
+ * configured prefix. */
 static int check_url_syntax(const char *value, char *reason,
                             size_t reason_size)
 {

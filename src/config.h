@@ -50,7 +50,7 @@ struct config {
     bool retry_payment_on_unknown_outcome;
     int outage_after;           /* consecutive failures; 0 disables */
     int probe_max_ms;
-    int auth_pause_after;       /* consecutive 401 answers; 0 disables */
+    int auth_pause_after;       /* consecutive 401 responses; 0 disables */
 
     /* worker */
     int max_in_flight;          /* concurrent HTTP requests */
@@ -120,7 +120,7 @@ int config_validate(const struct config *cfg, char *errstr,
  * replaced by "[redacted]". */
 void config_print(const struct config *cfg, FILE *out);
 
-/* Returns true when a librdkafka property holds a secret (sasl.password,
+/* Returns true when a librdkafka property contains a secret (sasl.password,
  * ssl.key.password, ...), so that it must never be printed. */
 bool config_property_is_sensitive(const char *name);
 

@@ -38,7 +38,7 @@ struct guard {
 void guard_init(struct guard *guard, const struct guard_config *config);
 
 /* Records the outcome of one attempt: http_status 0 means no response
- * (transport error). was_probe tells whether it was the probe. Returns
+ * (transport error). was_probe is true for the probe. Returns
  * the mode after it; a change of mode is the caller's cue to log, pause
  * or resume. random spreads the next probe's delay (full jitter). */
 enum guard_mode guard_record(struct guard *guard, long http_status,

@@ -343,7 +343,7 @@ static struct http_transfer *transfer_new(struct http_client *client)
     curl_easy_setopt(easy, CURLOPT_POST, 1L);
     /* Each pooled handle keeps an upload and a receive buffer (64 KiB and
      * 16 KiB by default), which made up most of the memory per request in
-     * flight. Bodies and answers are small, so the smallest sizes libcurl
+     * flight. Bodies and responses are small, so the smallest sizes libcurl
      * accepts for uploads (16 KiB) and a 4 KiB receive buffer do. */
     curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 4096L);

@@ -61,9 +61,9 @@ static int set_all(rd_kafka_conf_t *conf,
     return 0;
 }
 
-/* Builds a configuration in three layers: our defaults, which users may
- * override; the user's properties; and the settings our delivery
- * guarantees depend on, which nothing overrides. */
+/* Builds a configuration in three layers. Our defaults come first, so
+ * users may override them, then the user's properties, then the settings
+ * our delivery guarantees depend on, which nothing overrides. */
 static rd_kafka_conf_t *build_conf(const struct config *cfg,
                                    const struct kafka_callbacks *callbacks,
                                    const char *const *defaults,
@@ -143,10 +143,10 @@ rd_kafka_t *kafka_consumer_new(const struct config *cfg,
     return rk;
 }
 
-/* A stable transactional id per host: a restarted worker with the same
- * hostname (a Kubernetes pod keeps its name across container restarts)
- * aborts the transaction its previous run left open instead of making
- * read_committed consumers wait for it to time out. */
+/* Returns a transactional id that is stable per host. A restarted worker
+ * with the same hostname (a Kubernetes pod keeps its name across container
+ * restarts) aborts the transaction its previous run left open. Otherwise
+ * read_committed consumers would wait for that transaction to time out. */
 static void transactional_id_of(const struct config *cfg, char *buf,
                                 size_t size)
 {

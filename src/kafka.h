@@ -51,7 +51,7 @@ int kafka_check_config(const struct config *cfg, char *errstr,
 /* Checks that each topic exists, asking the cluster for metadata within
  * timeout_ms. brokers is the configured list, named in the error. Returns
  * 0, or -1 with errstr naming the missing topic or the brokers. */
-/* kafka_check_topics() result when no broker answered in time, which a
+/* kafka_check_topics() result when no broker responded in time, which a
  * caller may retry; -1 is final (a topic is missing or unusable). */
 #define KAFKA_UNREACHABLE (-2)
 

@@ -21,9 +21,9 @@ enum metrics_status {
     METRICS_STATUS_COUNT,
 };
 
-/* HTTP answers by class, the label "code" of
+/* HTTP responses by class, the label "code" of
  * chatt2me_http_responses_total: "2xx", "4xx", "5xx", "other", or
- * "transport_error" when no answer arrived. */
+ * "transport_error" when no response arrived. */
 enum metrics_http_class {
     METRICS_HTTP_2XX = 0,
     METRICS_HTTP_4XX,

@@ -121,7 +121,7 @@ char *result_encode(const struct job *job, int64_t completed_wall_ms,
     struct buffer buf = {0};
     char received[32];
 
-    /* A typical result fits, so the buffer grows at most once. */
+    /* Sized for a typical result, so most results need no regrowth. */
     buffer_reserve(&buf, 1024 + (req && req->metadata_json ? req->metadata_len : 0));
     char completed[32];
 

@@ -1,6 +1,6 @@
 /* Exactly-once results (kafka.exactly_once): results and the consumer
  * offsets they cover are committed together in one Kafka transaction, so
- * a read_committed consumer of the results topic sees exactly one result
+ * a read_committed consumer of the results topic reads exactly one result
  * per request even across crashes. Sends to the API stay at-least-once.
  *
  * Every commit_interval_ms the open transaction is flushed, the offsets

@@ -129,7 +129,14 @@ void util_trim_partial_utf8(char *s)
     unsigned char lead = (unsigned char)s[start - 1];
     if (lead < 0x80)
         return;
-    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (lead >= 0xF0)
+        need = 4;
+    else if (lead >= 0xE0)
+        need = 3;
+    else if (lead >= 0xC0)
+        need = 2;
+    else
+        need = 1;
     if (len - (start - 1) < need)
         s[start - 1] = '\0';
 }

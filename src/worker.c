@@ -90,9 +90,9 @@ static void build_urls(struct worker *w)
     }
 }
 
-/* librdkafka reports ALL_BROKERS_DOWN when it has lost every broker; any
+/* librdkafka reports ALL_BROKERS_DOWN when it has lost every broker. Any
  * later sign of life (a record, an acknowledged result, a commit) marks
- * the brokers reachable again. Readiness reads this. */
+ * the brokers reachable again, and readiness reports the state. */
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason,
                            void *opaque)
 {

@@ -73,7 +73,7 @@ static void late_answers_do_not_end_outage(void **state)
     guard_init(&guard, &config);
     for (int i = 0; i < 3; i++)
         guard_record(&guard, 503, false, 0, 0);
-    /* A request sent before the outage began answers 200: only the probe
+    /* A request sent before the outage began gets 200, but only the probe
      * may end the outage. */
     assert_int_equal(guard_record(&guard, 200, false, 10, 0), GUARD_OUTAGE);
 }
@@ -127,7 +127,7 @@ static void successful_probe_ends_outage(void **state)
     for (int i = 0; i < 3; i++)
         guard_record(&guard, 503, false, 0, 0);
     guard_probe_started(&guard);
-    /* A 400 about the probe's own request still shows the API answers. */
+    /* A 400 about the probe's own request still shows the API responds. */
     assert_int_equal(guard_record(&guard, 400, true, 500, 0), GUARD_OPEN);
     assert_false(guard_probe_due(&guard, 100000));
 
